@@ -1,0 +1,290 @@
+//! The control socket: replacing the backend set at run time (GoAround's protocol).
+//!
+//! A unix stream socket at `-socket` (mode 0600). Each line is either
+//! - a comma-separated list of backend URLs, which replaces the whole set: answered
+//!   `ok: N backends`, or `error: <reason>` with nothing changed;
+//! - `list`: one line per backend (`URL up|down in_flight=N`), then `ok: N backends`.
+//!
+//! `echo "http://a:1,http://b:2" | nc -U /tmp/goaround.sock` must work whether or not the
+//! line ends in a newline and whether or not `nc` half-closes: a line is complete at a
+//! newline, at end of input, or after [`IDLE`] of silence, and the connection is closed after
+//! [`IDLE`] without input. Connections are served one at a time on one thread.
+
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::parse_backend_list;
+use crate::metrics::Metrics;
+use crate::upstream::health::{self, HealthSettings};
+use crate::upstream::BackendSet;
+
+/// Silence after which a partial line is taken as complete and an idle connection closed.
+pub const IDLE: Duration = Duration::from_millis(500);
+
+/// Longest accepted line.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Why the control socket could not be set up.
+#[derive(Debug)]
+pub enum ControlError {
+    InUse(PathBuf),
+    NotASocket(PathBuf),
+    Io(PathBuf, io::Error),
+}
+
+impl std::fmt::Display for ControlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::InUse(p) => {
+                write!(
+                    f,
+                    "control socket {}: another process is listening on it",
+                    p.display()
+                )
+            }
+            Self::NotASocket(p) => write!(
+                f,
+                "control socket {}: exists and is not a socket (not removing it)",
+                p.display()
+            ),
+            Self::Io(p, e) => write!(f, "control socket {}: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for ControlError {}
+
+pub struct ControlSocket {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl ControlSocket {
+    /// Binds `path`, replacing a stale socket file left by a previous run.
+    pub fn bind(path: &Path) -> Result<ControlSocket, ControlError> {
+        let io_err = |e| ControlError::Io(path.to_owned(), e);
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_socket() => {
+                if UnixStream::connect(path).is_ok() {
+                    return Err(ControlError::InUse(path.to_owned()));
+                }
+                std::fs::remove_file(path).map_err(io_err)?;
+            }
+            Ok(_) => return Err(ControlError::NotASocket(path.to_owned())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(e)),
+        }
+        let listener = UnixListener::bind(path).map_err(io_err)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_err)?;
+        Ok(ControlSocket {
+            listener,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Serves connections one after the other until the process exits.
+    pub fn serve(self, set: &BackendSet, health: HealthSettings, metrics: &Arc<Metrics>) {
+        let commands = Commands {
+            set,
+            health,
+            metrics,
+        };
+        for stream in self.listener.incoming() {
+            match stream {
+                Ok(stream) => {
+                    if let Err(e) = commands.session(stream) {
+                        log::debug!("control: {e}");
+                    }
+                }
+                Err(e) => {
+                    log::warn!("control: accept: {e}");
+                    std::thread::sleep(IDLE);
+                }
+            }
+        }
+    }
+}
+
+struct Commands<'a> {
+    set: &'a BackendSet,
+    health: HealthSettings,
+    metrics: &'a Arc<Metrics>,
+}
+
+impl Commands<'_> {
+    fn session(&self, mut stream: UnixStream) -> io::Result<()> {
+        stream.set_read_timeout(Some(IDLE))?;
+        stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+        let mut lines = LineBuffer::default();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = match stream.read(&mut chunk) {
+                Ok(n) => n,
+                // Silence counts as the end of input (see the module docs).
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    0
+                }
+                Err(e) => return Err(e),
+            };
+            let at_end = n == 0;
+            for line in lines.push(&chunk[..n], at_end) {
+                let reply = match line {
+                    Ok(line) => self.execute(&line),
+                    Err(e) => format!("error: {e}\n"),
+                };
+                stream.write_all(reply.as_bytes())?;
+            }
+            if at_end {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs one command line and returns the reply (one or more lines).
+    fn execute(&self, line: &str) -> String {
+        if line.trim() == "list" {
+            return self.list();
+        }
+        match parse_backend_list(line) {
+            Ok(urls) => {
+                let change = self.set.replace(&urls);
+                for b in &change.removed {
+                    log::info!(
+                        "control: removed backend {} ({} in flight drain)",
+                        b.url,
+                        b.in_flight()
+                    );
+                    self.metrics.forget_backend(&b.url.base);
+                }
+                for b in change.added {
+                    log::info!("control: added backend {}", b.url);
+                    health::spawn(b, self.health, Arc::clone(self.metrics));
+                }
+                log::info!("control: backend set is now {}", describe(&urls));
+                format!("ok: {} backends\n", urls.len())
+            }
+            Err(e) => {
+                log::warn!("control: rejected {line:?}: {e}");
+                format!("error: {e}\n")
+            }
+        }
+    }
+
+    fn list(&self) -> String {
+        let snapshot = self.set.snapshot();
+        let mut out = String::new();
+        for b in snapshot.iter() {
+            let state = if b.is_up() { "up" } else { "down" };
+            out.push_str(&format!("{} {state} in_flight={}\n", b.url, b.in_flight()));
+        }
+        out.push_str(&format!("ok: {} backends\n", snapshot.len()));
+        out
+    }
+}
+
+fn describe(urls: &[crate::config::BackendUrl]) -> String {
+    if urls.is_empty() {
+        return "empty".into();
+    }
+    urls.iter()
+        .map(|u| u.base.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Splits input into lines. A line is complete at `\n`, or at the end of input when
+/// `flush` is set; lines over [`MAX_LINE`] are reported as errors and skipped.
+#[derive(Default)]
+struct LineBuffer {
+    partial: Vec<u8>,
+    /// Inside an over-long line: drop bytes until its end.
+    skipping: bool,
+}
+
+impl LineBuffer {
+    fn push(&mut self, bytes: &[u8], flush: bool) -> Vec<Result<String, &'static str>> {
+        let mut lines = Vec::new();
+        for &b in bytes {
+            if b == b'\n' {
+                if !std::mem::take(&mut self.skipping) {
+                    lines.push(self.take());
+                }
+                self.partial.clear();
+            } else if !self.skipping {
+                self.partial.push(b);
+                if self.partial.len() > MAX_LINE {
+                    self.partial.clear();
+                    self.skipping = true;
+                    lines.push(Err("line too long"));
+                }
+            }
+        }
+        if flush && !self.partial.is_empty() && !self.skipping {
+            lines.push(self.take());
+        }
+        if flush {
+            self.skipping = false;
+            self.partial.clear();
+        }
+        lines
+    }
+
+    fn take(&mut self) -> Result<String, &'static str> {
+        let raw = std::mem::take(&mut self.partial);
+        let line = String::from_utf8(raw).map_err(|_| "line is not UTF-8")?;
+        Ok(line.strip_suffix('\r').unwrap_or(&line).to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(pieces: &[(&str, bool)]) -> Vec<Result<String, &'static str>> {
+        let mut b = LineBuffer::default();
+        pieces
+            .iter()
+            .flat_map(|(p, flush)| b.push(p.as_bytes(), *flush))
+            .collect()
+    }
+
+    #[test]
+    fn splits_on_newlines_and_flushes_the_rest() {
+        assert_eq!(
+            lines(&[("a,b\nlist\r\n", false)]),
+            vec![Ok("a,b".into()), Ok("list".into())]
+        );
+        assert_eq!(lines(&[("a,", false), ("b", true)]), vec![Ok("a,b".into())]);
+        assert_eq!(
+            lines(&[("a", false), ("", false)]),
+            Vec::<Result<String, &str>>::new()
+        );
+        assert_eq!(lines(&[("\n", false)]), vec![Ok(String::new())]);
+    }
+
+    #[test]
+    fn long_lines_are_errors_and_skipped() {
+        let long = "x".repeat(MAX_LINE + 1);
+        let got = lines(&[(&long, false), ("tail\nnext\n", false)]);
+        assert_eq!(got, vec![Err("line too long"), Ok("next".into())]);
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error() {
+        let mut b = LineBuffer::default();
+        assert_eq!(b.push(b"\xff\n", false), vec![Err("line is not UTF-8")]);
+    }
+}

@@ -1,0 +1,668 @@
+//! Request-head parsing and message framing (RFC 9112 §2–§7).
+//!
+//! [`parse_request_head`] takes the bytes read so far and answers [`Parse::Partial`] (read
+//! more), a complete [`RequestHead`], or a [`RequestError`] that carries the status to answer
+//! with. After any error the connection must be closed: the framing of whatever follows is
+//! unknown, and guessing it is how request smuggling happens.
+//!
+//! The rules, each with the section it implements:
+//! - bare LF or bare CR in the head: 400 (§2.2 allows servers to accept bare LF; a proxy must
+//!   not, because the backend may split lines differently);
+//! - obs-fold, whitespace before the colon, empty names, control bytes: 400 (§5.1, §5.2);
+//! - HTTP/1.1 without exactly one Host: 400 (§3.2);
+//! - Content-Length together with Transfer-Encoding: 400 (§6.1 lets a server drop CL; a
+//!   proxy rejects, as the backend may not agree);
+//! - Content-Length that is not one decimal number, or fields that differ: 400 (§6.3);
+//! - Transfer-Encoding on HTTP/1.0: 400 (§6.1, the 1.0 peer cannot frame it);
+//! - Transfer-Encoding whose final coding is not `chunked`, or `chunked` twice: 400 (§6.3);
+//!   any other coding before `chunked`: 501 (§6.1, we decode only `chunked`);
+//! - HTTP/2 or later on this port: 505; an `Expect` other than `100-continue`: 417.
+
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+use super::limits::{MAX_HEADERS, MAX_HEAD_BYTES, MAX_URI_BYTES};
+
+/// The HTTP version of a request; only 1.0 and 1.1 are spoken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+/// How the request body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body (no Content-Length, no Transfer-Encoding, or Content-Length: 0).
+    None,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A parsed, validated request head.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    pub method: Method,
+    /// The request-target in origin form (`/path?query`), or `*` for `OPTIONS *`. An
+    /// absolute-form target (`http://host/path`) is reduced to its path and query, and its
+    /// authority becomes [`host`](Self::host) (§3.2.2).
+    pub target: String,
+    pub version: Version,
+    /// Every header field as received (names lower-cased by `http`), hop-by-hop ones included.
+    pub headers: HeaderMap,
+    pub framing: BodyFraming,
+    /// Whether the client wants the connection kept open after this exchange (§9.3).
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` was sent (§10.1.1).
+    pub expect_continue: bool,
+    /// Header names listed in `Connection`, lower-case: hop-by-hop for this message (§7.6.1).
+    pub connection_tokens: Vec<String>,
+    /// Host as sent (or the authority of an absolute-form target).
+    pub host: Option<String>,
+    /// Bytes of the head, blank line included: where the body (or the next request) starts.
+    pub head_len: usize,
+}
+
+impl RequestHead {
+    /// The `Accept` header, for choosing the format of error pages.
+    pub fn accept(&self) -> Option<&HeaderValue> {
+        self.headers.get(http::header::ACCEPT)
+    }
+}
+
+/// The result of feeding bytes to [`parse_request_head`].
+// The head is moved once, straight to the worker; boxing it would cost an allocation per
+// request to save a copy of a few hundred bytes.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Parse {
+    /// Not a whole head yet, and still within the limits: read more.
+    Partial,
+    Complete(RequestHead),
+}
+
+/// Why a request head is refused. Each maps to one status code; the connection is closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestError {
+    /// 400: malformed syntax or framing; the text says which rule.
+    BadRequest(&'static str),
+    /// 414: the request-target is longer than [`MAX_URI_BYTES`].
+    UriTooLong,
+    /// 431: the head is larger than [`MAX_HEAD_BYTES`] or has more than [`MAX_HEADERS`] fields.
+    HeadersTooLarge,
+    /// 501: a transfer-coding other than `chunked`.
+    UnknownTransferCoding,
+    /// 505: not HTTP/1.0 or HTTP/1.1.
+    VersionNotSupported,
+    /// 417: an expectation other than `100-continue`.
+    ExpectationFailed,
+    /// 405: `CONNECT` (tunnelling) is not offered.
+    MethodNotAllowed,
+}
+
+impl RequestError {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::BadRequest(_) => 400,
+            Self::UriTooLong => 414,
+            Self::HeadersTooLarge => 431,
+            Self::UnknownTransferCoding => 501,
+            Self::VersionNotSupported => 505,
+            Self::ExpectationFailed => 417,
+            Self::MethodNotAllowed => 405,
+        }
+    }
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::BadRequest(why) => f.write_str(why),
+            Self::UriTooLong => write!(f, "request-target longer than {MAX_URI_BYTES} bytes"),
+            Self::HeadersTooLarge => write!(
+                f,
+                "request head larger than {MAX_HEAD_BYTES} bytes or {MAX_HEADERS} fields"
+            ),
+            Self::UnknownTransferCoding => write!(f, "transfer-coding other than chunked"),
+            Self::VersionNotSupported => write!(f, "only HTTP/1.0 and HTTP/1.1 are supported"),
+            Self::ExpectationFailed => write!(f, "only the 100-continue expectation is supported"),
+            Self::MethodNotAllowed => write!(f, "CONNECT is not supported"),
+        }
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+/// Parses the request head at the start of `buf`.
+///
+/// The caller reads until this returns `Complete` or an error, and must not let `buf` grow
+/// past [`MAX_HEAD_BYTES`]: a partial head of that size is answered here with 431 (or 414).
+pub fn parse_request_head(buf: &[u8]) -> Result<Parse, RequestError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut fields);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return partial(buf),
+        Err(e) => return Err(map_httparse_error(e, buf)),
+    };
+    if head_len > MAX_HEAD_BYTES {
+        return Err(RequestError::HeadersTooLarge);
+    }
+    check_line_endings(&buf[..head_len])?;
+
+    let version = match req.version {
+        Some(0) => Version::Http10,
+        Some(1) => Version::Http11,
+        _ => return Err(RequestError::VersionNotSupported),
+    };
+    let raw_target = req.path.unwrap_or_default();
+    if raw_target.len() > MAX_URI_BYTES {
+        return Err(RequestError::UriTooLong);
+    }
+    let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
+        .map_err(|_| RequestError::BadRequest("invalid method"))?;
+    if method == Method::CONNECT {
+        return Err(RequestError::MethodNotAllowed);
+    }
+
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    for field in req.headers.iter() {
+        let name = HeaderName::from_bytes(field.name.as_bytes())
+            .map_err(|_| RequestError::BadRequest("invalid header name"))?;
+        let value = HeaderValue::from_bytes(field.value)
+            .map_err(|_| RequestError::BadRequest("invalid header value"))?;
+        headers.append(name, value);
+    }
+
+    let (target, target_host) = split_target(&method, raw_target)?;
+    let host = request_host(&headers, version, target_host)?;
+    let framing = body_framing(&headers, version)?;
+    let connection_tokens = connection_tokens(&headers);
+    let keep_alive = wants_keep_alive(version, &connection_tokens);
+    let expect_continue = expects_continue(&headers, version)?;
+
+    Ok(Parse::Complete(RequestHead {
+        method,
+        target,
+        version,
+        headers,
+        framing,
+        keep_alive,
+        expect_continue,
+        connection_tokens,
+        host,
+        head_len,
+    }))
+}
+
+/// A partial head is fine while it can still become a legal one.
+fn partial(buf: &[u8]) -> Result<Parse, RequestError> {
+    let line_end = buf.iter().position(|&b| b == b'\n');
+    if line_end.is_none() && buf.len() > MAX_URI_BYTES + 64 {
+        // Still inside the request line: whatever else it is, the target is too long.
+        return Err(RequestError::UriTooLong);
+    }
+    if buf.len() >= MAX_HEAD_BYTES {
+        return Err(RequestError::HeadersTooLarge);
+    }
+    Ok(Parse::Partial)
+}
+
+fn map_httparse_error(e: httparse::Error, buf: &[u8]) -> RequestError {
+    match e {
+        httparse::Error::TooManyHeaders => RequestError::HeadersTooLarge,
+        httparse::Error::Version => {
+            // "HTTP/2.0", "HTTP/3" or the HTTP/2 preface: a real version we do not speak;
+            // anything else in that place is just garbage.
+            let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+            if parts.len() == 3 && parts[2].starts_with(b"HTTP/") {
+                RequestError::VersionNotSupported
+            } else {
+                RequestError::BadRequest("invalid HTTP version")
+            }
+        }
+        httparse::Error::HeaderName => RequestError::BadRequest("invalid header name"),
+        httparse::Error::HeaderValue => RequestError::BadRequest("invalid header value"),
+        httparse::Error::NewLine => RequestError::BadRequest("invalid line ending"),
+        httparse::Error::Token => RequestError::BadRequest("invalid token in request line"),
+        httparse::Error::Status => RequestError::BadRequest("invalid request line"),
+    }
+}
+
+/// RFC 9112 §2.2: every line must end in CRLF. httparse accepts a bare LF; a bare CR inside a
+/// value would be read as a line break by some backends. Both are refused.
+fn check_line_endings(head: &[u8]) -> Result<(), RequestError> {
+    for (i, &b) in head.iter().enumerate() {
+        match b {
+            b'\n' if i == 0 || head[i - 1] != b'\r' => {
+                return Err(RequestError::BadRequest("bare LF in request head"))
+            }
+            b'\r' if head.get(i + 1) != Some(&b'\n') => {
+                return Err(RequestError::BadRequest("bare CR in request head"))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Origin form stays as is; absolute form is split into path and authority (§3.2.2);
+/// asterisk form is only for OPTIONS (§3.2.4).
+fn split_target(method: &Method, raw: &str) -> Result<(String, Option<String>), RequestError> {
+    if raw.starts_with('/') {
+        return Ok((raw.to_owned(), None));
+    }
+    if raw == "*" {
+        return if method == Method::OPTIONS {
+            Ok((raw.to_owned(), None))
+        } else {
+            Err(RequestError::BadRequest(
+                "asterisk-form target on a method other than OPTIONS",
+            ))
+        };
+    }
+    let lower = raw.get(..8).unwrap_or(raw).to_ascii_lowercase();
+    let rest = if lower.starts_with("http://") {
+        &raw[7..]
+    } else if lower.starts_with("https://") {
+        &raw[8..]
+    } else {
+        return Err(RequestError::BadRequest("invalid request-target"));
+    };
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return Err(RequestError::BadRequest(
+            "invalid authority in request-target",
+        ));
+    }
+    let path = if path.starts_with('?') {
+        format!("/{path}")
+    } else {
+        path.to_owned()
+    };
+    Ok((path, Some(authority.to_owned())))
+}
+
+/// §3.2: an HTTP/1.1 request has exactly one Host; with an absolute-form target the target's
+/// authority wins.
+fn request_host(
+    headers: &HeaderMap,
+    version: Version,
+    target_host: Option<String>,
+) -> Result<Option<String>, RequestError> {
+    let mut values = headers.get_all(HOST).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(RequestError::BadRequest("more than one Host header"));
+    }
+    let sent = match first {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| RequestError::BadRequest("invalid Host header"))?
+                .to_owned(),
+        ),
+        None if version == Version::Http11 && target_host.is_none() => {
+            return Err(RequestError::BadRequest("missing Host header"))
+        }
+        None => None,
+    };
+    Ok(target_host.or(sent))
+}
+
+/// §6.1–§6.3: how long the body is.
+fn body_framing(headers: &HeaderMap, version: Version) -> Result<BodyFraming, RequestError> {
+    let has_te = headers.contains_key(TRANSFER_ENCODING);
+    let length = content_length(headers)?;
+    if has_te {
+        if length.is_some() {
+            return Err(RequestError::BadRequest(
+                "both Content-Length and Transfer-Encoding",
+            ));
+        }
+        if version == Version::Http10 {
+            return Err(RequestError::BadRequest(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ));
+        }
+        return transfer_codings(headers).map(|()| BodyFraming::Chunked);
+    }
+    Ok(match length {
+        None | Some(0) => BodyFraming::None,
+        Some(n) => BodyFraming::Length(n),
+    })
+}
+
+/// All Content-Length values (several fields, or a comma list) must be the same number.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, RequestError> {
+    let mut found: Option<u64> = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for item in value.as_bytes().split(|&b| b == b',') {
+            let n = parse_decimal(trim_ows(item))
+                .ok_or(RequestError::BadRequest("invalid Content-Length"))?;
+            match found {
+                Some(m) if m != n => {
+                    return Err(RequestError::BadRequest("differing Content-Length values"))
+                }
+                _ => found = Some(n),
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// A non-empty run of ASCII digits that fits in a u64 (no sign, no spaces, no hex).
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// The list of transfer-codings must be exactly one `chunked`, last.
+fn transfer_codings(headers: &HeaderMap) -> Result<(), RequestError> {
+    let mut codings = Vec::new();
+    for value in headers.get_all(TRANSFER_ENCODING) {
+        for item in value.as_bytes().split(|&b| b == b',') {
+            let coding = trim_ows(item);
+            // Parameters (";q=...") are not part of the coding name.
+            let name = coding.split(|&b| b == b';').next().unwrap_or_default();
+            let name = trim_ows(name);
+            if name.is_empty() {
+                return Err(RequestError::BadRequest("empty transfer-coding"));
+            }
+            codings.push(name.to_ascii_lowercase());
+        }
+    }
+    let chunked_count = codings
+        .iter()
+        .filter(|c| c.as_slice() == b"chunked")
+        .count();
+    if codings.last().map(Vec::as_slice) != Some(b"chunked".as_slice()) {
+        return Err(RequestError::BadRequest(
+            "final transfer-coding is not chunked",
+        ));
+    }
+    if chunked_count > 1 {
+        return Err(RequestError::BadRequest("chunked applied more than once"));
+    }
+    if codings.len() > 1 {
+        return Err(RequestError::UnknownTransferCoding);
+    }
+    Ok(())
+}
+
+/// Lower-case tokens of every `Connection` field.
+fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(trim_ows)
+        .filter(|t| !t.is_empty())
+        .map(|t| String::from_utf8_lossy(t).to_ascii_lowercase())
+        .collect()
+}
+
+/// §9.3: 1.1 is persistent unless `close`; 1.0 only with `keep-alive` (and no `close`).
+fn wants_keep_alive(version: Version, tokens: &[String]) -> bool {
+    if tokens.iter().any(|t| t == "close") {
+        return false;
+    }
+    match version {
+        Version::Http11 => true,
+        Version::Http10 => tokens.iter().any(|t| t == "keep-alive"),
+    }
+}
+
+/// §10.1.1: `100-continue` is the only expectation; a 1.0 client's Expect is ignored.
+fn expects_continue(headers: &HeaderMap, version: Version) -> Result<bool, RequestError> {
+    let mut wants = false;
+    for value in headers.get_all(EXPECT) {
+        if version == Version::Http10 {
+            return Ok(false);
+        }
+        if value.as_bytes().eq_ignore_ascii_case(b"100-continue") {
+            wants = true;
+        } else {
+            return Err(RequestError::ExpectationFailed);
+        }
+    }
+    Ok(wants)
+}
+
+/// Strips optional whitespace (SP / HTAB) from both ends.
+fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// Whether `name` (lower-case) must not be forwarded: the fixed hop-by-hop fields of
+/// RFC 9110 §7.6.1 plus those the message's `Connection` header lists.
+pub fn is_hop_by_hop(name: &str, connection_tokens: &[String]) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    ) || connection_tokens.iter().any(|t| t == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str) -> Result<RequestHead, RequestError> {
+        match parse_request_head(raw.as_bytes())? {
+            Parse::Complete(h) => Ok(h),
+            Parse::Partial => panic!("partial: {raw:?}"),
+        }
+    }
+
+    fn status_of(raw: &str) -> u16 {
+        match parse_request_head(raw.as_bytes()) {
+            Err(e) => e.status(),
+            Ok(Parse::Complete(_)) => 200,
+            Ok(Parse::Partial) => 0,
+        }
+    }
+
+    #[test]
+    fn simple_get() {
+        let h = parse("GET /a?b=1 HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\nrest").unwrap();
+        assert_eq!(h.method, Method::GET);
+        assert_eq!(h.target, "/a?b=1");
+        assert_eq!(h.version, Version::Http11);
+        assert_eq!(h.host.as_deref(), Some("x"));
+        assert_eq!(h.framing, BodyFraming::None);
+        assert!(h.keep_alive);
+        assert!(!h.expect_continue);
+        assert_eq!(
+            h.head_len,
+            "GET /a?b=1 HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n".len()
+        );
+    }
+
+    #[test]
+    fn fed_one_byte_at_a_time_is_partial_until_the_end() {
+        let raw = b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n";
+        for end in 0..raw.len() {
+            assert!(
+                matches!(parse_request_head(&raw[..end]), Ok(Parse::Partial)),
+                "prefix of {end} bytes"
+            );
+        }
+        let Parse::Complete(h) = parse_request_head(raw).unwrap() else {
+            panic!()
+        };
+        assert_eq!(h.framing, BodyFraming::Length(5));
+    }
+
+    /// Each case: raw head, expected status (200 = accepted).
+    macro_rules! status_cases {
+        ($($name:ident: $raw:expr => $status:expr,)*) => {$(
+            #[test]
+            fn $name() {
+                assert_eq!(status_of($raw), $status, "{:?}", $raw);
+            }
+        )*};
+    }
+
+    status_cases! {
+        cl_and_te: "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n" => 400,
+        te_and_cl: "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n" => 400,
+        differing_cl: "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n" => 400,
+        same_cl_twice: "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n" => 200,
+        cl_list_same: "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3, 3\r\n\r\n" => 200,
+        cl_list_differs: "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3, 4\r\n\r\n" => 400,
+        cl_negative: "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n" => 400,
+        cl_plus: "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +1\r\n\r\n" => 400,
+        cl_hex: "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0x10\r\n\r\n" => 400,
+        cl_empty: "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: \r\n\r\n" => 400,
+        cl_overflow: "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999\r\n\r\n" => 400,
+        cl_inner_space: "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1 2\r\n\r\n" => 400,
+        te_gzip_only: "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n" => 400,
+        te_gzip_chunked: "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n" => 501,
+        te_chunked_twice: "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n" => 400,
+        te_chunked_two_fields: "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n" => 400,
+        te_chunked_not_last: "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, identity\r\n\r\n" => 400,
+        te_chunked_upper: "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: CHUNKED\r\n\r\n" => 200,
+        te_empty: "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \r\n\r\n" => 400,
+        te_http10: "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n" => 400,
+        te_xchunked: "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n" => 400,
+        obs_fold: "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\r\n b\r\n\r\n" => 400,
+        space_before_colon: "GET / HTTP/1.1\r\nHost: h\r\nX-A : a\r\n\r\n" => 400,
+        empty_header_name: "GET / HTTP/1.1\r\nHost: h\r\n: a\r\n\r\n" => 400,
+        nul_in_value: "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\0b\r\n\r\n" => 400,
+        cr_in_value: "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\rb\r\n\r\n" => 400,
+        bare_lf_line: "GET / HTTP/1.1\nHost: h\r\n\r\n" => 400,
+        bare_lf_end: "GET / HTTP/1.1\r\nHost: h\n\n" => 400,
+        missing_host_11: "GET / HTTP/1.1\r\n\r\n" => 400,
+        missing_host_10: "GET / HTTP/1.0\r\n\r\n" => 200,
+        two_hosts: "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n" => 400,
+        http2: "GET / HTTP/2.0\r\nHost: h\r\n\r\n" => 505,
+        h2_preface: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" => 505,
+        garbage_version: "GET / FOO/1.1\r\nHost: h\r\n\r\n" => 400,
+        connect: "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n" => 405,
+        expect_other: "PUT / HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\n\r\n" => 417,
+        asterisk_get: "GET * HTTP/1.1\r\nHost: h\r\n\r\n" => 400,
+        asterisk_options: "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n" => 200,
+        relative_target: "GET foo HTTP/1.1\r\nHost: h\r\n\r\n" => 400,
+        space_in_target: "GET /a b HTTP/1.1\r\nHost: h\r\n\r\n" => 400,
+    }
+
+    #[test]
+    fn too_many_headers_is_431() {
+        let mut raw = String::from("GET / HTTP/1.1\r\nHost: h\r\n");
+        for i in 0..MAX_HEADERS {
+            raw.push_str(&format!("X-{i}: v\r\n"));
+        }
+        raw.push_str("\r\n");
+        assert_eq!(status_of(&raw), 431);
+    }
+
+    #[test]
+    fn endless_header_line_is_431_at_the_limit() {
+        let mut raw = String::from("GET / HTTP/1.1\r\nHost: h\r\nX-Long: ");
+        while raw.len() < MAX_HEAD_BYTES - 1 {
+            raw.push('a');
+        }
+        assert_eq!(status_of(&raw), 0, "still partial below the limit");
+        raw.push('a');
+        assert_eq!(status_of(&raw), 431);
+    }
+
+    #[test]
+    fn long_target_is_414() {
+        let raw = format!(
+            "GET /{} HTTP/1.1\r\nHost: h\r\n\r\n",
+            "a".repeat(MAX_URI_BYTES)
+        );
+        assert_eq!(status_of(&raw), 414);
+        let partial = format!("GET /{}", "a".repeat(MAX_URI_BYTES + 100));
+        assert_eq!(status_of(&partial), 414);
+    }
+
+    #[test]
+    fn absolute_form_sets_host_and_path() {
+        let h = parse("GET http://Example.com:81/p?q HTTP/1.1\r\nHost: other\r\n\r\n").unwrap();
+        assert_eq!(h.target, "/p?q");
+        assert_eq!(h.host.as_deref(), Some("Example.com:81"));
+        let h = parse("GET http://e.com HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(h.target, "/");
+        let h = parse("GET http://e.com?x=1 HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(h.target, "/?x=1");
+        assert_eq!(status_of("GET http://u@e.com/ HTTP/1.1\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        assert!(
+            !parse("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
+        assert!(!parse("GET / HTTP/1.0\r\n\r\n").unwrap().keep_alive);
+        assert!(
+            parse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
+        let h = parse("GET / HTTP/1.1\r\nHost: h\r\nConnection: X-Foo, close\r\n\r\n").unwrap();
+        assert!(!h.keep_alive);
+        assert_eq!(h.connection_tokens, vec!["x-foo", "close"]);
+    }
+
+    #[test]
+    fn expect_continue() {
+        let h =
+            parse("PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n");
+        assert!(h.unwrap().expect_continue);
+        let h = parse("PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n");
+        assert!(!h.unwrap().expect_continue);
+    }
+
+    #[test]
+    fn framing_values() {
+        let h = parse("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n").unwrap();
+        assert_eq!(h.framing, BodyFraming::None);
+        let h = parse("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+        assert_eq!(h.framing, BodyFraming::Chunked);
+    }
+
+    #[test]
+    fn hop_by_hop_names() {
+        let tokens = vec!["x-secret".to_owned()];
+        for name in [
+            "connection",
+            "keep-alive",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+        ] {
+            assert!(is_hop_by_hop(name, &[]), "{name}");
+        }
+        assert!(is_hop_by_hop("proxy-connection", &[]));
+        assert!(is_hop_by_hop("x-secret", &tokens));
+        assert!(!is_hop_by_hop("x-forwarded-for", &tokens));
+        assert!(!is_hop_by_hop("content-length", &tokens));
+    }
+}

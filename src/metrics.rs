@@ -1,0 +1,312 @@
+//! Prometheus metrics and the small HTTP listener that serves them.
+//!
+//! Counters and histograms are updated by the threads that see the events; per-backend
+//! gauges (up, in flight) are read from the backend set at scrape time, so they can never
+//! drift and a removed backend's series disappear with it. The listener (`-prometheus-port`)
+//! answers `GET /metrics` (text format 0.0.4) and `GET /status` (a plain HTML table) one
+//! request at a time on its own thread; it reuses the front end's head parser and limits.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::http1::error_page::{self, Format};
+use crate::http1::limits::MAX_HEAD_BYTES;
+use crate::http1::{parse_request_head, Parse};
+use crate::upstream::BackendSet;
+
+/// Label value for requests answered by goaround itself (bad request, no backend, ...).
+pub const NO_BACKEND: &str = "none";
+
+/// Every metric goaround exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    upstream_errors: IntCounterVec,
+    retries: IntCounter,
+    handle_wait: prometheus::Histogram,
+    client_connections: IntGauge,
+    health_checks: IntCounterVec,
+    backends: IntGauge,
+    backends_up: IntGauge,
+    backend_up: IntGaugeVec,
+    backend_in_flight: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let m = Metrics {
+            requests: IntCounterVec::new(
+                Opts::new(
+                    "goaround_requests_total",
+                    "Requests answered, by backend and status code.",
+                ),
+                &["backend", "code"],
+            )
+            .expect("valid metric"),
+            duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "goaround_request_duration_seconds",
+                    "Time from complete request head to end of response, by backend.",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0, 30.0,
+                ]),
+                &["backend"],
+            )
+            .expect("valid metric"),
+            upstream_errors: IntCounterVec::new(
+                Opts::new(
+                    "goaround_upstream_errors_total",
+                    "Failed attempts to get a response from a backend, by backend and kind.",
+                ),
+                &["backend", "kind"],
+            )
+            .expect("valid metric"),
+            retries: IntCounter::new(
+                "goaround_retries_total",
+                "Requests sent to another backend after an attempt failed.",
+            )
+            .expect("valid metric"),
+            handle_wait: prometheus::Histogram::with_opts(
+                HistogramOpts::new(
+                    "goaround_handle_wait_seconds",
+                    "Time spent waiting for a free backend handle (-n).",
+                )
+                .buckets(vec![0.0001, 0.001, 0.01, 0.1, 0.5, 1.0, 5.0]),
+            )
+            .expect("valid metric"),
+            client_connections: IntGauge::new(
+                "goaround_client_connections",
+                "Open client connections.",
+            )
+            .expect("valid metric"),
+            health_checks: IntCounterVec::new(
+                Opts::new(
+                    "goaround_health_checks_total",
+                    "Active health checks, by backend and result.",
+                ),
+                &["backend", "result"],
+            )
+            .expect("valid metric"),
+            backends: IntGauge::new("goaround_backends", "Backends in the current set.")
+                .expect("valid metric"),
+            backends_up: IntGauge::new("goaround_backends_up", "Backends that are up.")
+                .expect("valid metric"),
+            backend_up: IntGaugeVec::new(
+                Opts::new(
+                    "goaround_backend_up",
+                    "1 when the backend is up, 0 when down.",
+                ),
+                &["backend"],
+            )
+            .expect("valid metric"),
+            backend_in_flight: IntGaugeVec::new(
+                Opts::new(
+                    "goaround_backend_in_flight",
+                    "Requests in flight to the backend.",
+                ),
+                &["backend"],
+            )
+            .expect("valid metric"),
+            registry,
+        };
+        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+            Box::new(m.requests.clone()),
+            Box::new(m.duration.clone()),
+            Box::new(m.upstream_errors.clone()),
+            Box::new(m.retries.clone()),
+            Box::new(m.handle_wait.clone()),
+            Box::new(m.client_connections.clone()),
+            Box::new(m.health_checks.clone()),
+            Box::new(m.backends.clone()),
+            Box::new(m.backends_up.clone()),
+            Box::new(m.backend_up.clone()),
+            Box::new(m.backend_in_flight.clone()),
+        ];
+        for c in collectors {
+            // Names are distinct constants: registering cannot collide.
+            m.registry.register(c).expect("metric names are unique");
+        }
+        m
+    }
+
+    /// One answered request.
+    pub fn request(&self, backend: &str, status: u16, seconds: f64) {
+        let code = status.to_string();
+        self.requests
+            .with_label_values(&[backend, code.as_str()])
+            .inc();
+        self.duration.with_label_values(&[backend]).observe(seconds);
+    }
+
+    pub fn upstream_error(&self, backend: &str, kind: &str) {
+        self.upstream_errors
+            .with_label_values(&[backend, kind])
+            .inc();
+    }
+
+    pub fn retry(&self) {
+        self.retries.inc();
+    }
+
+    pub fn handle_wait(&self, seconds: f64) {
+        self.handle_wait.observe(seconds);
+    }
+
+    pub fn client_connection_opened(&self) {
+        self.client_connections.inc();
+    }
+
+    pub fn client_connection_closed(&self) {
+        self.client_connections.dec();
+    }
+
+    pub fn health_check(&self, backend: &str, healthy: bool) {
+        let result = if healthy { "healthy" } else { "unhealthy" };
+        self.health_checks
+            .with_label_values(&[backend, result])
+            .inc();
+    }
+
+    /// Kept for the health thread's transitions; the scrape recomputes it anyway.
+    pub fn set_backend_up(&self, backend: &str, up: bool) {
+        self.backend_up
+            .with_label_values(&[backend])
+            .set(i64::from(up));
+    }
+
+    /// Drops the series of a backend that left the set.
+    pub fn forget_backend(&self, backend: &str) {
+        let _ = self.backend_up.remove_label_values(&[backend]);
+        let _ = self.backend_in_flight.remove_label_values(&[backend]);
+    }
+
+    /// The text exposition, with backend gauges read from `set` now.
+    pub fn render(&self, set: &BackendSet) -> Vec<u8> {
+        let snapshot = set.snapshot();
+        self.backend_up.reset();
+        self.backend_in_flight.reset();
+        let mut up = 0;
+        for b in snapshot.iter() {
+            up += i64::from(b.is_up());
+            self.backend_up
+                .with_label_values(&[&b.url.base])
+                .set(i64::from(b.is_up()));
+            self.backend_in_flight
+                .with_label_values(&[&b.url.base])
+                .set(b.in_flight() as i64);
+        }
+        self.backends.set(snapshot.len() as i64);
+        self.backends_up.set(up);
+        let mut out = Vec::with_capacity(8 * 1024);
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            log::error!("metrics: encoding: {e}");
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Reads and writes on the metrics port give up after this long, so one stuck scraper
+/// cannot block the next.
+const SCRAPE_IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves `/metrics` and `/status` until the process exits.
+pub fn serve(listener: TcpListener, metrics: Arc<Metrics>, set: Arc<BackendSet>) {
+    for stream in listener.incoming() {
+        match stream {
+            Ok(stream) => {
+                if let Err(e) = answer(stream, &metrics, &set) {
+                    log::debug!("metrics: {e}");
+                }
+            }
+            Err(e) => {
+                log::warn!("metrics: accept: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn answer(mut stream: TcpStream, metrics: &Metrics, set: &BackendSet) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(SCRAPE_IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(SCRAPE_IO_TIMEOUT))?;
+    let mut buf = vec![0u8; MAX_HEAD_BYTES];
+    let mut len = 0;
+    let head = loop {
+        let n = stream.read(&mut buf[len..])?;
+        if n == 0 {
+            return Ok(());
+        }
+        len += n;
+        match parse_request_head(&buf[..len]) {
+            Ok(Parse::Complete(head)) => break head,
+            Ok(Parse::Partial) if len < buf.len() => continue,
+            Ok(Parse::Partial) => return Ok(()),
+            Err(e) => {
+                let page =
+                    error_page::render(e.status(), &e.to_string(), Format::Text, false, false);
+                return stream.write_all(&page);
+            }
+        }
+    };
+    let path = head.target.split('?').next().unwrap_or_default();
+    let head_only = head.method == http::Method::HEAD;
+    let (content_type, body) = match (head.method.as_str(), path) {
+        ("GET" | "HEAD", "/metrics") => (prometheus::TEXT_FORMAT, metrics.render(set)),
+        ("GET" | "HEAD", "/status") => ("text/html; charset=utf-8", status_page(set)),
+        _ => {
+            let page = error_page::render(
+                404,
+                "try /metrics or /status",
+                Format::Text,
+                false,
+                head_only,
+            );
+            return stream.write_all(&page);
+        }
+    };
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if !head_only {
+        out.extend_from_slice(&body);
+    }
+    stream.write_all(&out)
+}
+
+/// A human-readable table of the backend set.
+fn status_page(set: &BackendSet) -> Vec<u8> {
+    let mut page = String::from(
+        "<!DOCTYPE html>\n<html><head><title>goaround</title></head><body><h1>goaround</h1>\n\
+         <table border=\"1\"><tr><th>backend</th><th>state</th><th>in flight</th><th>requests</th></tr>\n",
+    );
+    for b in set.snapshot().iter() {
+        let state = if b.is_up() { "up" } else { "down" };
+        page.push_str(&format!(
+            "<tr><td>{}</td><td>{state}</td><td>{}</td><td>{}</td></tr>\n",
+            b.url.base,
+            b.in_flight(),
+            b.served()
+        ));
+    }
+    page.push_str("</table></body></html>\n");
+    page.into_bytes()
+}

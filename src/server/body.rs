@@ -1,0 +1,199 @@
+//! Reading a request body from the client, de-framed, as an `io::Read` for ureq.
+//!
+//! The body starts in the worker's input buffer (bytes that arrived with the head) and
+//! continues on the socket. A Content-Length body is read straight into the caller's buffer
+//! and never past its end; a chunked body is read through the input buffer and decoded, and
+//! whatever follows its last chunk stays there as the next pipelined request.
+//!
+//! Failures are remembered, because ureq reports a failing body as an upstream error: the
+//! worker asks [`ClientBody::failure`] to know that the client, not the backend, was at fault.
+
+use std::io::{self, Read};
+use std::net::TcpStream;
+
+use crate::http1::{BodyFraming, ChunkedDecoder, ChunkedError};
+
+/// Bytes read from the socket per read while decoding a chunked body.
+const CHUNKED_READ: usize = 16 * 1024;
+
+/// Why the client's body could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyFailure {
+    /// The client stopped sending for longer than the body timeout (408).
+    Timeout,
+    /// The client closed or reset the connection mid-body.
+    Closed,
+    /// Bad chunked framing (400).
+    Framing(ChunkedError),
+}
+
+enum Kind {
+    Length { remaining: u64 },
+    Chunked(ChunkedDecoder),
+    Empty,
+}
+
+pub(crate) struct ClientBody<'a> {
+    stream: &'a TcpStream,
+    /// The worker's input buffer: unconsumed bytes start at `pos`.
+    buf: &'a mut Vec<u8>,
+    pos: usize,
+    kind: Kind,
+    failure: Option<BodyFailure>,
+    delivered: u64,
+}
+
+impl<'a> ClientBody<'a> {
+    pub(crate) fn new(stream: &'a TcpStream, buf: &'a mut Vec<u8>, framing: BodyFraming) -> Self {
+        let kind = match framing {
+            BodyFraming::None => Kind::Empty,
+            BodyFraming::Length(n) => Kind::Length { remaining: n },
+            BodyFraming::Chunked => Kind::Chunked(ChunkedDecoder::new()),
+        };
+        ClientBody {
+            stream,
+            buf,
+            pos: 0,
+            kind,
+            failure: None,
+            delivered: 0,
+        }
+    }
+
+    pub(crate) fn failure(&self) -> Option<BodyFailure> {
+        self.failure
+    }
+
+    /// Body bytes handed out so far: none means a failed attempt sent nothing of it.
+    pub(crate) fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    /// The whole body has been read.
+    pub(crate) fn is_complete(&self) -> bool {
+        match &self.kind {
+            Kind::Empty => true,
+            Kind::Length { remaining } => *remaining == 0,
+            Kind::Chunked(d) => d.is_done(),
+        }
+    }
+
+    /// Reads the rest of the body into `out` (for a body small enough to keep for a retry).
+    pub(crate) fn read_all(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        let mut chunk = [0u8; 8192];
+        while !self.is_complete() {
+            let n = self.read(&mut chunk)?;
+            out.extend_from_slice(&chunk[..n]);
+        }
+        Ok(())
+    }
+
+    /// Drops the consumed bytes from the input buffer; what remains is the next request.
+    pub(crate) fn finish(self) {
+        self.buf.drain(..self.pos);
+    }
+
+    fn fail(&mut self, failure: BodyFailure, e: io::Error) -> io::Error {
+        self.failure = Some(failure);
+        e
+    }
+
+    fn read_length(&mut self, out: &mut [u8], remaining: u64) -> io::Result<usize> {
+        let want = out
+            .len()
+            .min(usize::try_from(remaining).unwrap_or(usize::MAX));
+        let buffered = self.buf.len() - self.pos;
+        let n = if buffered > 0 {
+            let n = want.min(buffered);
+            out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+            self.pos += n;
+            n
+        } else {
+            self.read_socket(&mut out[..want])?
+        };
+        self.kind = Kind::Length {
+            remaining: remaining - n as u64,
+        };
+        Ok(n)
+    }
+
+    fn read_chunked(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Kind::Chunked(decoder) = &mut self.kind else {
+                return Ok(0);
+            };
+            if decoder.is_done() {
+                return Ok(0);
+            }
+            if self.pos < self.buf.len() {
+                match decoder.decode(&self.buf[self.pos..], out) {
+                    Ok((consumed, produced)) => {
+                        self.pos += consumed;
+                        if produced > 0 || decoder.is_done() {
+                            return Ok(produced);
+                        }
+                    }
+                    Err(e) => {
+                        let err = io::Error::new(io::ErrorKind::InvalidData, e);
+                        return Err(self.fail(BodyFailure::Framing(e), err));
+                    }
+                }
+                continue;
+            }
+            self.buf.clear();
+            self.pos = 0;
+            self.buf.resize(CHUNKED_READ, 0);
+            let result = read_into(self.stream, &mut self.buf[..]);
+            let n = match result {
+                Ok(n) => n,
+                Err(e) => {
+                    self.buf.clear();
+                    return Err(self.socket_error(e));
+                }
+            };
+            self.buf.truncate(n);
+        }
+    }
+
+    fn read_socket(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        read_into(self.stream, out).map_err(|e| self.socket_error(e))
+    }
+
+    fn socket_error(&mut self, e: io::Error) -> io::Error {
+        let failure = match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => BodyFailure::Timeout,
+            _ => BodyFailure::Closed,
+        };
+        self.fail(failure, e)
+    }
+}
+
+/// One read; end of stream before the body is complete is an error.
+fn read_into(mut stream: &TcpStream, out: &mut [u8]) -> io::Result<usize> {
+    if out.is_empty() {
+        return Ok(0);
+    }
+    match stream.read(out)? {
+        0 => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "client closed mid-body",
+        )),
+        n => Ok(n),
+    }
+}
+
+impl Read for ClientBody<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let n = match self.kind {
+            Kind::Empty => 0,
+            Kind::Length { remaining: 0 } => 0,
+            Kind::Length { remaining } => self.read_length(out, remaining)?,
+            Kind::Chunked(_) => self.read_chunked(out)?,
+        };
+        self.delivered += n as u64;
+        Ok(n)
+    }
+}

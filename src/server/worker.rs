@@ -1,0 +1,321 @@
+//! A worker: serves the requests a connection has ready, then gives the connection back.
+//!
+//! ```text
+//!  ready queue ──► read once ──► head complete? ──yes──► exchange ──keep-alive──┐
+//!                     ▲               │ no                    │ close           │
+//!                     │               ▼                       ▼                 │
+//!                     │         park (poller) ◄── nothing buffered ◄────────────┘
+//!                     └─ (readable again)
+//! ```
+//!
+//! A worker reads a connection only when the poller said it is readable, and only once per
+//! hand-over: a client that sends its head slowly is parked again with what it sent so far,
+//! so it costs a worker nothing between its bytes. Pipelined requests already buffered are
+//! answered in order before the connection is parked.
+//!
+//! One exchange: take a backend handle (503 when none), answer `100 Continue` if asked, read a
+//! small body whole (so it can be retried), send, and relay the response. A backend that
+//! refuses the connection is marked down and the next one is tried, each at most once.
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+
+use super::body::{BodyFailure, ClientBody};
+use super::conn::Conn;
+use super::poller::Parker;
+use super::relay::{relay, RelayError};
+use super::Shared;
+use crate::http1::error_page::{self, Format};
+use crate::http1::limits::{IO_BUFFER_BYTES, MAX_BUFFERED_BODY, MAX_HEAD_BYTES};
+use crate::http1::{parse_request_head, BodyFraming, Parse, RequestError, RequestHead};
+use crate::metrics::NO_BACKEND;
+use crate::upstream::forward::{self, ForwardError, OutgoingBody};
+use crate::upstream::{Backend, Lease};
+
+/// Whether the connection can carry another request.
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+pub(crate) struct Worker {
+    shared: Arc<Shared>,
+    ready: Receiver<Conn>,
+    parker: Parker,
+    /// Bytes read from the current connection and not consumed yet.
+    input: Vec<u8>,
+    /// A small request body kept whole for retries.
+    body: Vec<u8>,
+    /// Response head being rendered.
+    head_out: Vec<u8>,
+    /// Copy buffer for response bodies (and the read buffer for heads).
+    copy: Box<[u8]>,
+}
+
+impl Worker {
+    pub(crate) fn new(shared: Arc<Shared>, ready: Receiver<Conn>, parker: Parker) -> Worker {
+        Worker {
+            shared,
+            ready,
+            parker,
+            input: Vec::with_capacity(MAX_HEAD_BYTES),
+            body: Vec::new(),
+            head_out: Vec::with_capacity(4096),
+            copy: vec![0; IO_BUFFER_BYTES].into_boxed_slice(),
+        }
+    }
+
+    /// Serves connections until the ready queue closes (shutdown).
+    pub(crate) fn run(mut self) {
+        while let Ok(conn) = self.ready.recv() {
+            self.serve(conn);
+        }
+    }
+
+    fn serve(&mut self, mut conn: Conn) {
+        self.input.clear();
+        self.input
+            .extend_from_slice(&std::mem::take(&mut conn.pending));
+        // The poller hands over a readable connection: one read will not block.
+        let mut may_read = true;
+        loop {
+            match parse_request_head(&self.input) {
+                Ok(Parse::Complete(head)) => {
+                    self.input.drain(..head.head_len);
+                    conn.head_started = None;
+                    may_read = false;
+                    match self.exchange(&conn, head) {
+                        Next::KeepAlive => continue,
+                        Next::Close => return,
+                    }
+                }
+                Ok(Parse::Partial) if may_read => {
+                    may_read = false;
+                    if self.input.is_empty() {
+                        conn.head_started = Some(Instant::now());
+                    }
+                    match read_some(&conn, &mut self.input, &mut self.copy) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+                Ok(Parse::Partial) => {
+                    if self.shared.is_shutting_down() && self.input.is_empty() {
+                        return;
+                    }
+                    if self.input.is_empty() {
+                        conn.head_started = None;
+                    }
+                    conn.pending = self.input.clone();
+                    self.parker.park(conn);
+                    return;
+                }
+                Err(e) => return self.refuse(&conn, &e),
+            }
+        }
+    }
+
+    /// Answers a head that broke a rule, and closes.
+    fn refuse(&mut self, conn: &Conn, e: &RequestError) {
+        log::debug!("{}: refused: {e}", conn.peer);
+        let page = error_page::render(e.status(), &e.to_string(), Format::Text, false, false);
+        let _ = (&conn.stream).write_all(&page);
+        self.shared.metrics.request(NO_BACKEND, e.status(), 0.0);
+    }
+
+    fn exchange(&mut self, conn: &Conn, head: RequestHead) -> Next {
+        let started = Instant::now();
+        let shared = Arc::clone(&self.shared);
+        let keep_alive = head.keep_alive && !shared.is_shutting_down();
+        let answer = Answer {
+            conn,
+            head: &head,
+            started,
+            shared: &shared,
+        };
+
+        let mut lease = match shared.acquire(&[]) {
+            Ok(lease) => lease,
+            Err(e) => {
+                // The body (if any) is unread: the connection cannot be reused.
+                let reusable = keep_alive && head.framing == BodyFraming::None;
+                return answer.local(503, &e.to_string(), reusable);
+            }
+        };
+        let wants_continue =
+            head.expect_continue && head.framing != BodyFraming::None && self.input.is_empty();
+        if wants_continue
+            && (&conn.stream)
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .is_err()
+        {
+            return Next::Close;
+        }
+
+        let mut body = ClientBody::new(&conn.stream, &mut self.input, head.framing);
+        let buffered =
+            matches!(head.framing, BodyFraming::Length(n) if n <= MAX_BUFFERED_BODY as u64);
+        self.body.clear();
+        if buffered && body.read_all(&mut self.body).is_err() {
+            return answer.client_failed(body.failure());
+        }
+
+        let mut tried: Vec<Arc<Backend>> = Vec::new();
+        loop {
+            let outgoing = match head.framing {
+                BodyFraming::None => OutgoingBody::None,
+                _ if buffered => OutgoingBody::Buffered(&self.body),
+                framing => OutgoingBody::Streamed(&mut body, framing),
+            };
+            let result = forward::send(&lease, &head, conn.peer.ip(), shared.proto, outgoing);
+            let response = match result {
+                Ok(response) => response,
+                Err(ForwardError::Connect(why)) if buffered || body.delivered() == 0 => {
+                    shared
+                        .metrics
+                        .upstream_error(&lease.backend().url.base, "connect");
+                    mark_down(lease.backend(), &why);
+                    tried.push(Arc::clone(lease.backend()));
+                    drop(lease);
+                    lease = match shared.acquire(&tried) {
+                        Ok(next) => next,
+                        Err(_) => {
+                            let reusable = keep_alive && body.is_complete();
+                            body.finish();
+                            return answer.local(502, "no backend could be reached", reusable);
+                        }
+                    };
+                    shared.metrics.retry();
+                    continue;
+                }
+                Err(e) => {
+                    if let Some(failure) = body.failure() {
+                        return answer.client_failed(Some(failure));
+                    }
+                    let backend = &lease.backend().url.base;
+                    log::warn!("{} {} -> {backend}: {e}", head.method, head.target);
+                    shared.metrics.upstream_error(backend, e.kind());
+                    let status = match e {
+                        ForwardError::Timeout => 504,
+                        ForwardError::Invalid(_) => 400,
+                        ForwardError::Connect(_) | ForwardError::Upstream(_) => 502,
+                    };
+                    let reusable = keep_alive && body.is_complete();
+                    body.finish();
+                    return answer.local(status, status_message(status), reusable);
+                }
+            };
+            let status = response.status().as_u16();
+            let relayed = relay(
+                &conn.stream,
+                &mut self.head_out,
+                &mut self.copy,
+                &head,
+                response,
+                keep_alive,
+            );
+            let seconds = started.elapsed().as_secs_f64();
+            shared
+                .metrics
+                .request(&lease.backend().url.base, status, seconds);
+            return match relayed {
+                Ok(reusable) if reusable && body.is_complete() => {
+                    body.finish();
+                    Next::KeepAlive
+                }
+                Ok(_) => Next::Close,
+                Err(RelayError::Upstream(e)) => {
+                    let backend = &lease.backend().url.base;
+                    log::warn!(
+                        "{} {} -> {backend}: response body: {e}",
+                        head.method,
+                        head.target
+                    );
+                    shared.metrics.upstream_error(backend, "body");
+                    Next::Close
+                }
+                Err(RelayError::Downstream(e)) => {
+                    log::debug!("{}: client went away: {e}", conn.peer);
+                    Next::Close
+                }
+            };
+        }
+    }
+}
+
+/// Answers produced by goaround itself for one request.
+struct Answer<'a> {
+    conn: &'a Conn,
+    head: &'a RequestHead,
+    started: Instant,
+    shared: &'a Shared,
+}
+
+impl Answer<'_> {
+    fn local(&self, status: u16, message: &str, keep_alive: bool) -> Next {
+        let format = Format::from_accept(self.head.accept().map(|v| v.as_bytes()));
+        let head_only = self.head.method == http::Method::HEAD;
+        let page = error_page::render(status, message, format, keep_alive, head_only);
+        let seconds = self.started.elapsed().as_secs_f64();
+        self.shared.metrics.request(NO_BACKEND, status, seconds);
+        match (&self.conn.stream).write_all(&page) {
+            Ok(()) if keep_alive => Next::KeepAlive,
+            _ => Next::Close,
+        }
+    }
+
+    /// The client failed while sending its body: 408 or 400 if it can still hear us.
+    fn client_failed(&self, failure: Option<BodyFailure>) -> Next {
+        match failure {
+            Some(BodyFailure::Timeout) => {
+                self.local(408, "request body not received in time", false)
+            }
+            Some(BodyFailure::Framing(e)) => self.local(400, &e.to_string(), false),
+            Some(BodyFailure::Closed) | None => {
+                log::debug!("{}: client closed mid-body", self.conn.peer);
+                Next::Close
+            }
+        }
+    }
+}
+
+fn status_message(status: u16) -> &'static str {
+    match status {
+        504 => "the backend did not answer in time",
+        400 => "the request cannot be forwarded",
+        _ => "the backend failed to answer",
+    }
+}
+
+/// A refused connection takes the backend out at once (GoAround's degraded connection); its
+/// health thread checks it again right away and brings it back when it answers.
+fn mark_down(backend: &Backend, why: &str) {
+    if backend.set_up(false) {
+        log::warn!("backend {} is down: {why}", backend.url.base);
+    }
+    backend.wake_health();
+}
+
+/// One read, appended to `input` (never past the head limit, so an endless head is caught
+/// by the parser at [`MAX_HEAD_BYTES`]). `scratch` is a reused, initialised buffer.
+fn read_some(conn: &Conn, input: &mut Vec<u8>, scratch: &mut [u8]) -> io::Result<usize> {
+    let room = (MAX_HEAD_BYTES + 1)
+        .saturating_sub(input.len())
+        .clamp(1, scratch.len());
+    let n = (&conn.stream).read(&mut scratch[..room])?;
+    input.extend_from_slice(&scratch[..n]);
+    Ok(n)
+}
+
+impl Shared {
+    /// Takes a backend handle not in `tried`, timing the wait.
+    fn acquire(&self, tried: &[Arc<Backend>]) -> Result<Lease, crate::upstream::AcquireError> {
+        let waited = Instant::now();
+        let result = self.set.acquire(tried, self.config.queue_timeout);
+        self.metrics.handle_wait(waited.elapsed().as_secs_f64());
+        result
+    }
+}

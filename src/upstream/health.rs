@@ -1,0 +1,269 @@
+//! Active health checks: `GET {backend}/health`, GoAround's rules.
+//!
+//! One thread per backend (named `health <host:port>`) checks at once when the backend is
+//! added, then every interval, and early when woken (a passive failure asks for a recheck).
+//! It exits when the backend is retired. Each up/down transition is logged once.
+//!
+//! The verdict ([`verdict`]) is a pure function of status and body:
+//! - a JSON object whose `"state"` is `"healthy"`: healthy, whatever the status;
+//! - status 200 and a `"state"` that is not `"degraded"` (or no JSON at all): healthy;
+//! - anything else, a timeout or a connection error: unhealthy.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use super::backend::Backend;
+use crate::metrics::Metrics;
+
+/// Largest health-check body read; the rest is ignored.
+const MAX_HEALTH_BODY: u64 = 64 * 1024;
+
+/// How the health threads run.
+#[derive(Debug, Clone, Copy)]
+pub struct HealthSettings {
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+/// Starts the health thread of `backend`.
+pub fn spawn(backend: Arc<Backend>, settings: HealthSettings, metrics: Arc<Metrics>) {
+    let name = format!("health {}", backend.url.host_port());
+    let spawned = thread::Builder::new()
+        .name(name)
+        .spawn(move || run(&backend, settings, &metrics));
+    if let Err(e) = spawned {
+        log::error!("cannot start a health-check thread: {e}");
+    }
+}
+
+fn run(backend: &Backend, settings: HealthSettings, metrics: &Metrics) {
+    let agent = agent(settings.timeout);
+    let url = format!("{}/health", backend.url.base);
+    while !backend.is_retired() {
+        let result = check(&agent, &url);
+        if backend.is_retired() {
+            break;
+        }
+        metrics.health_check(&backend.url.base, result.is_ok());
+        let up = result.is_ok();
+        if backend.set_up(up) {
+            match &result {
+                Ok(()) => log::info!("backend {} is up", backend.url.base),
+                Err(why) => log::warn!("backend {} is down: {why}", backend.url.base),
+            }
+        } else if let Err(why) = &result {
+            log::debug!("backend {} still down: {why}", backend.url.base);
+        }
+        metrics.set_backend_up(&backend.url.base, up);
+        // Sleep for one interval, or less when woken.
+        let _ = backend.health_wake_rx.recv_timeout(settings.interval);
+    }
+    log::debug!("health checks of {} stopped", backend.url.base);
+}
+
+fn agent(timeout: Duration) -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(timeout))
+        .max_idle_connections(1)
+        .max_idle_connections_per_host(1)
+        .build();
+    ureq::Agent::new_with_config(config)
+}
+
+/// One check: `Ok` when healthy, else why not.
+fn check(agent: &ureq::Agent, url: &str) -> Result<(), String> {
+    let mut response = agent
+        .get(url)
+        .call()
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let status = response.status().as_u16();
+    let mut body = Vec::new();
+    response
+        .body_mut()
+        .as_reader()
+        .take(MAX_HEALTH_BODY)
+        .read_to_end(&mut body)
+        .map_err(|e| format!("GET {url}: reading body: {e}"))?;
+    if verdict(status, &body) {
+        Ok(())
+    } else {
+        Err(format!("GET {url} answered {status}"))
+    }
+}
+
+/// GoAround's health rule (see the module docs).
+pub fn verdict(status: u16, body: &[u8]) -> bool {
+    match json_state(body).as_deref() {
+        Some("healthy") => true,
+        Some("degraded") => false,
+        _ => status == 200,
+    }
+}
+
+/// The string value of the top-level `"state"` member when `body` is a JSON object.
+fn json_state(body: &[u8]) -> Option<String> {
+    let mut p = JsonScan {
+        s: std::str::from_utf8(body).ok()?.as_bytes(),
+        i: 0,
+    };
+    p.ws();
+    p.eat(b'{')?;
+    let mut state = None;
+    p.ws();
+    if p.eat(b'}').is_some() {
+        return None;
+    }
+    loop {
+        p.ws();
+        let key = p.string()?;
+        p.ws();
+        p.eat(b':')?;
+        p.ws();
+        if key == "state" && p.peek() == Some(b'"') {
+            state = Some(p.string()?);
+        } else {
+            p.skip_value(0)?;
+        }
+        p.ws();
+        match p.next()? {
+            b',' => continue,
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    p.ws();
+    (p.i == p.s.len()).then_some(state).flatten()
+}
+
+/// A minimal JSON scanner: enough to find one member without a JSON dependency.
+struct JsonScan<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+/// Nesting depth beyond which a health body is not worth scanning.
+const MAX_DEPTH: usize = 32;
+
+impl JsonScan<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.i += 1;
+        Some(b)
+    }
+
+    fn eat(&mut self, want: u8) -> Option<()> {
+        (self.next()? == want).then_some(())
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+            self.i += 1;
+        }
+    }
+
+    /// A string literal; escapes are kept simple (`\"`, `\\`, `\/`, and the rest as-is).
+    fn string(&mut self) -> Option<String> {
+        self.eat(b'"')?;
+        let mut out = Vec::new();
+        loop {
+            match self.next()? {
+                b'"' => return String::from_utf8(out).ok(),
+                b'\\' => match self.next()? {
+                    b @ (b'"' | b'\\' | b'/') => out.push(b),
+                    b => {
+                        out.push(b'\\');
+                        out.push(b);
+                    }
+                },
+                b if b < 0x20 => return None,
+                b => out.push(b),
+            }
+        }
+    }
+
+    fn skip_value(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        match self.peek()? {
+            b'"' => self.string().map(|_| ()),
+            open @ (b'{' | b'[') => {
+                let close = if open == b'{' { b'}' } else { b']' };
+                self.i += 1;
+                self.ws();
+                if self.peek() == Some(close) {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.ws();
+                    if open == b'{' {
+                        self.string()?;
+                        self.ws();
+                        self.eat(b':')?;
+                        self.ws();
+                    }
+                    self.skip_value(depth + 1)?;
+                    self.ws();
+                    match self.next()? {
+                        b',' => continue,
+                        b if b == close => return Some(()),
+                        _ => return None,
+                    }
+                }
+            }
+            _ => {
+                // number, true, false, null
+                let start = self.i;
+                while matches!(self.peek(), Some(b) if b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+                {
+                    self.i += 1;
+                }
+                (self.i > start).then_some(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    macro_rules! verdicts {
+        ($($name:ident: $status:expr, $body:expr => $healthy:expr,)*) => {$(
+            #[test]
+            fn $name() {
+                assert_eq!(verdict($status, $body.as_bytes()), $healthy);
+            }
+        )*};
+    }
+
+    verdicts! {
+        ok_empty: 200, "" => true,
+        ok_text: 200, "fine" => true,
+        ok_json_healthy: 200, r#"{"state": "healthy", "message": ""}"# => true,
+        ok_json_degraded: 200, r#"{"state": "degraded", "message": "db slow"}"# => false,
+        ok_json_other_state: 200, r#"{"state": "starting"}"# => true,
+        ok_json_no_state: 200, r#"{"message": "hi"}"# => true,
+        err_json_healthy: 503, r#"{"state":"healthy"}"# => true,
+        err_json_degraded: 500, r#"{"state":"degraded"}"# => false,
+        err_text: 500, "boom" => false,
+        err_empty: 404, "" => false,
+        redirect: 301, "" => false,
+        nested_state_ignored: 500, r#"{"info": {"state": "healthy"}, "state": "degraded"}"# => false,
+        state_as_value_ignored: 500, r#"{"message": "state", "x": "healthy"}"# => false,
+        escaped_quotes: 500, r#"{"message": "\"state\": \"healthy\"", "state": "down"}"# => false,
+        not_json_trailing: 500, r#"{"state": "healthy"} trailing"# => false,
+        array_members: 503, r#"{"checks": [1, true, null, {"a": []}], "state": "healthy"}"# => true,
+        whitespace: 503, "\n { \"state\" :\t\"healthy\" } \n" => true,
+        truncated_json: 200, r#"{"state": "degraded""# => true,
+    }
+}

@@ -1,0 +1,15 @@
+//! Everything on the backend side: the backends and their handles ([`backend`]), the live set
+//! and taking a handle from it ([`set`]), balancing policies ([`policy`]), active health
+//! checks ([`health`]) and sending a request with ureq ([`forward`]).
+//!
+//! The client side (`server`) asks this module for a [`Lease`] and gives it back by dropping
+//! it; it never sees a connection to a backend.
+
+pub mod backend;
+pub mod forward;
+pub mod health;
+pub mod policy;
+pub mod set;
+
+pub use backend::{AgentSettings, Backend, Lease};
+pub use set::{AcquireError, BackendSet, Change};
