@@ -159,8 +159,9 @@ impl JsonScan<'_> {
         Some(b)
     }
 
+    /// Consumes `want` if it is next; leaves the input alone otherwise.
     fn eat(&mut self, want: u8) -> Option<()> {
-        (self.next()? == want).then_some(())
+        (self.peek()? == want).then(|| self.i += 1)
     }
 
     fn ws(&mut self) {
