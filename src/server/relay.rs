@@ -168,7 +168,18 @@ fn copy_exact(reader: &mut impl Read, out: &mut Out<'_>, length: u64) -> Result<
         left -= n as u64;
         out.flush()?;
     }
-    out.flush()
+    out.flush()?;
+    // ureq hands the connection back to its pool only once it has seen the end of the body;
+    // this read returns 0 at once and keeps the backend connection alive for the next request.
+    let mut end = [0u8; 1];
+    match reader.read(&mut end) {
+        Ok(0) => Ok(()),
+        Ok(_) => Err(RelayError::Upstream(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "backend body longer than its Content-Length",
+        ))),
+        Err(e) => Err(RelayError::Upstream(e)),
+    }
 }
 
 fn copy_to_end(reader: &mut impl Read, out: &mut Out<'_>) -> Result<(), RelayError> {

@@ -1,0 +1,54 @@
+# goaround: build, test, lint, demo and benchmark. `make help` lists the targets.
+
+CARGO    ?= cargo
+MUSL     := x86_64-unknown-linux-musl
+BIN      := bin/goaround
+
+.PHONY: all build static test lint demo bench clean help musl-toolchain
+
+all: build
+
+help:
+	@echo "make            release binary in ./bin/goaround (+ ./bin/shasum)"
+	@echo "make static     fully static musl binary in ./bin/goaround (what users ship)"
+	@echo "make test       every unit and integration test"
+	@echo "make lint       cargo fmt --check and clippy -D warnings"
+	@echo "make demo       two fixture backends + goaround on :3000; Ctrl-C stops all"
+	@echo "make bench      wrk through the static binary vs. straight to a backend"
+
+build:
+	$(CARGO) build --release --bins
+	@mkdir -p bin
+	cp target/release/goaround $(BIN)
+	cd bin && sha1sum goaround > shasum
+
+# rustup's musl target plus Debian's musl-gcc (ring compiles C); installed when missing.
+musl-toolchain:
+	@rustup target list --installed 2>/dev/null | grep -qx $(MUSL) || rustup target add $(MUSL)
+	@command -v musl-gcc >/dev/null || { apt-get update -qq && apt-get install -y -qq musl-tools; }
+
+static: musl-toolchain
+	$(CARGO) build --release --bins --target $(MUSL)
+	@mkdir -p bin
+	cp target/$(MUSL)/release/goaround $(BIN)
+	cd bin && sha1sum goaround > shasum
+	@file $(BIN) 2>/dev/null || true
+
+test:
+	$(CARGO) test --all-targets
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+demo: build
+	$(CARGO) build --release --example fixture_backend
+	scripts/demo.sh
+
+bench: static
+	$(CARGO) build --release --example fixture_backend
+	scripts/bench.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf bin

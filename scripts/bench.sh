@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# make bench: requests/s and latency through goaround (the static release binary) next to
+# the same load sent straight to one fixture backend, per path, as a ratio.
+#
+#   DURATION [10] seconds per run   CONNS [64] wrk connections   THREADS [2] wrk threads
+#   PATHS ["/ /bytes/1024 /bytes/65536"]   HANDLES [32] goaround -n   WORKERS [64] -workers
+#
+# Loopback only; every process started here is stopped on exit. For nginx and HAProxy side
+# by side, see docs/BENCHMARKS.md (shared/bench/peers.sh with CANDIDATE=bin/goaround ...).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-2}
+PATHS=${PATHS:-"/ /bytes/1024 /bytes/65536"}
+HANDLES=${HANDLES:-32}
+WORKERS=${WORKERS:-64}
+FIXTURE=${FIXTURE:-target/release/examples/fixture_backend}
+GOAROUND=${GOAROUND:-bin/goaround}
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
+
+W=$(mktemp -d /tmp/goaround-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$W"
+}
+trap cleanup EXIT INT TERM
+
+# wait_for_line FILE REGEX: prints the first match, waiting up to 10 s for it to appear.
+wait_for_line() {
+  for _ in $(seq 1 100); do
+    if grep -m1 -oE "$2" "$1" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "bench: no '$2' in $1:" >&2; cat "$1" >&2; return 1
+}
+
+start_backend() { # name -> prints host:port
+  "$FIXTURE" --port 0 --name "$1" >"$W/$1.out" 2>&1 & PIDS+=($!)
+  wait_for_line "$W/$1.out" '127\.0\.0\.1:[0-9]+'
+}
+B1=$(start_backend b1)
+B2=$(start_backend b2)
+
+RUST_LOG=warn,goaround::server=info "$GOAROUND" -p 0 -bind 127.0.0.1 -prometheus-port 0 \
+  -socket "$W/goaround.sock" -n "$HANDLES" -workers "$WORKERS" \
+  -b "http://$B1" -b "http://$B2" 2>"$W/goaround.log" & PIDS+=($!)
+GA=$(wait_for_line "$W/goaround.log" 'listening on [0-9.]+:[0-9]+' | awk '{print $3}')
+METRICS=$(wait_for_line "$W/goaround.log" 'metrics on [0-9.]+:[0-9]+' | awk '{print $3}')
+for _ in $(seq 1 100); do
+  curl -s "http://$METRICS/metrics" | grep -q '^goaround_backends_up 2$' && break
+  sleep 0.1
+done
+
+cat >"$W/report.lua" <<'LUA'
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %d %d %d\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99),
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status + summary.errors.timeout))
+end
+LUA
+
+run() { # url -> "rps p50_ms p99_ms errors"
+  wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" -s "$W/report.lua" "$1" 2>&1 | awk '/^RESULT/ {
+    printf "%.0f %.3f %.3f %d\n", $2 / ($3 / 1e6), $4 / 1000, $5 / 1000, $6 }'
+}
+
+echo "goaround $("$GOAROUND" -version | awk '{print $2}') ($(file -b "$GOAROUND" | cut -d, -f1-2 | tr -d '\n')),"
+echo "wrk -t$THREADS -c$CONNS -d${DURATION}s; goaround -n $HANDLES -workers $WORKERS over 2 fixture backends"
+echo "direct = the same load straight to one fixture backend; ratio = goaround / direct req/s"
+echo
+printf "%-14s %12s %9s %9s %12s %9s %9s %7s %6s\n" path direct_rps p50_ms p99_ms goaround_rps p50_ms p99_ms ratio errors
+for path in $PATHS; do
+  read -r d_rps d_p50 d_p99 d_err < <(run "http://$B1$path")
+  read -r g_rps g_p50 g_p99 g_err < <(run "http://$GA$path")
+  ratio=$(awk -v a="$g_rps" -v b="$d_rps" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')
+  printf "%-14s %12s %9s %9s %12s %9s %9s %7s %6s\n" "$path" "$d_rps" "$d_p50" "$d_p99" "$g_rps" "$g_p50" "$g_p99" "$ratio" "$((d_err + g_err))"
+done
+echo
+echo "goaround peak RSS: $(awk '/^VmHWM/ {printf "%.1f MiB", $2 / 1024}' "/proc/${PIDS[2]}/status")"
