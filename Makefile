@@ -4,7 +4,7 @@ CARGO    ?= cargo
 MUSL     := x86_64-unknown-linux-musl
 BIN      := bin/goaround
 
-.PHONY: all build static test lint demo bench clean help musl-toolchain
+.PHONY: all build static test lint demo bench fuzz clean help musl-toolchain
 
 all: build
 
@@ -15,6 +15,7 @@ help:
 	@echo "make lint       cargo fmt --check and clippy -D warnings"
 	@echo "make demo       two fixture backends + goaround on :3000; Ctrl-C stops all"
 	@echo "make bench      wrk through the static binary vs. straight to a backend"
+	@echo "make fuzz       each cargo-fuzz target for FUZZ_SECONDS (default 60)"
 
 build:
 	$(CARGO) build --release --bins
@@ -52,3 +53,12 @@ bench: static
 clean:
 	$(CARGO) clean
 	rm -rf bin
+
+# Each cargo-fuzz target for FUZZ_SECONDS (nightly and cargo-fuzz installed when missing).
+FUZZ_SECONDS ?= 60
+fuzz:
+	@rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cd fuzz && for t in request_head chunked control_line; do \
+	  cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 || exit 1; \
+	done

@@ -40,16 +40,14 @@ wait_for_line() {
   echo "bench: no '$2' in $1:" >&2; cat "$1" >&2; return 1
 }
 
-start_backend() { # name -> prints host:port
-  "$FIXTURE" --port 0 --name "$1" >"$W/$1.out" 2>&1 & PIDS+=($!)
-  wait_for_line "$W/$1.out" '127\.0\.0\.1:[0-9]+'
-}
-B1=$(start_backend b1)
-B2=$(start_backend b2)
+"$FIXTURE" --port 0 --name b1 >"$W/b1.out" 2>&1 & PIDS+=($!)
+"$FIXTURE" --port 0 --name b2 >"$W/b2.out" 2>&1 & PIDS+=($!)
+B1=$(wait_for_line "$W/b1.out" '127\.0\.0\.1:[0-9]+')
+B2=$(wait_for_line "$W/b2.out" '127\.0\.0\.1:[0-9]+')
 
 RUST_LOG=warn,goaround::server=info "$GOAROUND" -p 0 -bind 127.0.0.1 -prometheus-port 0 \
   -socket "$W/goaround.sock" -n "$HANDLES" -workers "$WORKERS" \
-  -b "http://$B1" -b "http://$B2" 2>"$W/goaround.log" & PIDS+=($!)
+  -b "http://$B1" -b "http://$B2" 2>"$W/goaround.log" & GA_PID=$!; PIDS+=($GA_PID)
 GA=$(wait_for_line "$W/goaround.log" 'listening on [0-9.]+:[0-9]+' | awk '{print $3}')
 METRICS=$(wait_for_line "$W/goaround.log" 'metrics on [0-9.]+:[0-9]+' | awk '{print $3}')
 for _ in $(seq 1 100); do
@@ -82,4 +80,4 @@ for path in $PATHS; do
   printf "%-14s %12s %9s %9s %12s %9s %9s %7s %6s\n" "$path" "$d_rps" "$d_p50" "$d_p99" "$g_rps" "$g_p50" "$g_p99" "$ratio" "$((d_err + g_err))"
 done
 echo
-echo "goaround peak RSS: $(awk '/^VmHWM/ {printf "%.1f MiB", $2 / 1024}' "/proc/${PIDS[2]}/status")"
+echo "goaround peak RSS: $(awk '/^VmHWM/ {printf "%.1f MiB", $2 / 1024}' "/proc/$GA_PID/status")"

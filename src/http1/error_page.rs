@@ -35,7 +35,29 @@ impl Format {
 
 /// A complete error response (head and body) for `status` with a one-line `message`.
 /// `head_only` leaves the body out (the request was HEAD) but keeps its Content-Length.
+/// For an HTTP/1.1 client; a page that may keep an HTTP/1.0 connection open needs
+/// [`render_for`].
 pub fn render(
+    status: u16,
+    message: &str,
+    format: Format,
+    keep_alive: bool,
+    head_only: bool,
+) -> Vec<u8> {
+    render_for(
+        Version::Http11,
+        status,
+        message,
+        format,
+        keep_alive,
+        head_only,
+    )
+}
+
+/// [`render`] for a client speaking `version`: an HTTP/1.0 client whose connection stays
+/// open is told `Connection: keep-alive`, or it must assume a close (RFC 9112 §9.3).
+pub fn render_for(
+    version: Version,
     status: u16,
     message: &str,
     format: Format,
@@ -83,7 +105,7 @@ pub fn render(
         fields.into_iter(),
         framing,
         keep_alive,
-        Version::Http11,
+        version,
     );
     if !head_only {
         out.extend_from_slice(body.as_bytes());
@@ -173,5 +195,15 @@ mod tests {
         let head = String::from_utf8(render(502, "<b>", Format::Html, true, true)).unwrap();
         assert!(head.ends_with("\r\n\r\n"));
         assert!(head.contains("content-length: "));
+    }
+
+    #[test]
+    fn http10_keep_alive_is_said() {
+        let page = |keep_alive| {
+            let page = render_for(Version::Http10, 503, "x", Format::Text, keep_alive, false);
+            String::from_utf8(page).unwrap()
+        };
+        assert!(page(true).contains("connection: keep-alive\r\n"));
+        assert!(page(false).contains("connection: close\r\n"));
     }
 }

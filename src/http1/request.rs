@@ -100,6 +100,8 @@ pub enum RequestError {
     ExpectationFailed,
     /// 405: `CONNECT` (tunnelling) is not offered.
     MethodNotAllowed,
+    /// 408: the head did not arrive within the header timeout (decided by the caller).
+    HeadTimeout,
 }
 
 impl RequestError {
@@ -112,6 +114,7 @@ impl RequestError {
             Self::VersionNotSupported => 505,
             Self::ExpectationFailed => 417,
             Self::MethodNotAllowed => 405,
+            Self::HeadTimeout => 408,
         }
     }
 }
@@ -129,6 +132,7 @@ impl std::fmt::Display for RequestError {
             Self::VersionNotSupported => write!(f, "only HTTP/1.0 and HTTP/1.1 are supported"),
             Self::ExpectationFailed => write!(f, "only the 100-continue expectation is supported"),
             Self::MethodNotAllowed => write!(f, "CONNECT is not supported"),
+            Self::HeadTimeout => write!(f, "request head not received in time"),
         }
     }
 }

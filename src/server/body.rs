@@ -10,6 +10,7 @@
 
 use std::io::{self, Read};
 use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use crate::http1::{BodyFraming, ChunkedDecoder, ChunkedError};
 
@@ -41,10 +42,17 @@ pub(crate) struct ClientBody<'a> {
     kind: Kind,
     failure: Option<BodyFailure>,
     delivered: u64,
+    /// Longest wait for the next bytes (`-body-timeout`).
+    timeout: Duration,
 }
 
 impl<'a> ClientBody<'a> {
-    pub(crate) fn new(stream: &'a TcpStream, buf: &'a mut Vec<u8>, framing: BodyFraming) -> Self {
+    pub(crate) fn new(
+        stream: &'a TcpStream,
+        buf: &'a mut Vec<u8>,
+        framing: BodyFraming,
+        timeout: Duration,
+    ) -> Self {
         let kind = match framing {
             BodyFraming::None => Kind::Empty,
             BodyFraming::Length(n) => Kind::Length { remaining: n },
@@ -57,6 +65,7 @@ impl<'a> ClientBody<'a> {
             kind,
             failure: None,
             delivered: 0,
+            timeout,
         }
     }
 
@@ -143,7 +152,7 @@ impl<'a> ClientBody<'a> {
             self.buf.clear();
             self.pos = 0;
             self.buf.resize(CHUNKED_READ, 0);
-            let result = read_into(self.stream, &mut self.buf[..]);
+            let result = read_into(self.stream, &mut self.buf[..], self.timeout);
             let n = match result {
                 Ok(n) => n,
                 Err(e) => {
@@ -156,7 +165,7 @@ impl<'a> ClientBody<'a> {
     }
 
     fn read_socket(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        read_into(self.stream, out).map_err(|e| self.socket_error(e))
+        read_into(self.stream, out, self.timeout).map_err(|e| self.socket_error(e))
     }
 
     fn socket_error(&mut self, e: io::Error) -> io::Error {
@@ -168,17 +177,27 @@ impl<'a> ClientBody<'a> {
     }
 }
 
-/// One read; end of stream before the body is complete is an error.
-fn read_into(mut stream: &TcpStream, out: &mut [u8]) -> io::Result<usize> {
+/// One read, waiting up to `timeout` for bytes (the socket's own receive timeout is the
+/// worker's short linger, so this loops over it); end of stream before the body is complete
+/// is an error.
+fn read_into(mut stream: &TcpStream, out: &mut [u8], timeout: Duration) -> io::Result<usize> {
     if out.is_empty() {
         return Ok(0);
     }
-    match stream.read(out)? {
-        0 => Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "client closed mid-body",
-        )),
-        n => Ok(n),
+    let started = Instant::now();
+    loop {
+        match stream.read(out) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "client closed mid-body",
+                ))
+            }
+            Ok(n) => return Ok(n),
+            Err(e) if super::worker::is_timeout(&e) && started.elapsed() < timeout => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
     }
 }
 

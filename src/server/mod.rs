@@ -8,6 +8,7 @@
 
 mod body;
 mod conn;
+mod nofile;
 mod poller;
 mod relay;
 mod worker;
@@ -44,10 +45,11 @@ impl Shared {
     }
 
     /// Socket options every client connection gets: no Nagle delay (responses are written
-    /// whole), and the body/write timeouts as kernel timeouts on the blocking socket.
+    /// whole), the write timeout as a kernel timeout, and reads that give up after
+    /// [`worker::LINGER`] (longer waits, such as the body timeout, are loops over that).
     fn prepare_client_socket(&self, stream: &TcpStream) -> std::io::Result<()> {
         stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(self.config.body_timeout))?;
+        stream.set_read_timeout(Some(worker::LINGER))?;
         stream.set_write_timeout(Some(self.config.write_timeout))?;
         Ok(())
     }
@@ -85,6 +87,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let mut signals =
         signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(StartError::Signals)?;
 
+    let open_files = nofile::raise_open_files_limit();
     let listen_addr = SocketAddr::new(config.bind, config.port);
     let listener =
         TcpListener::bind(listen_addr).map_err(|e| StartError::Listen(listen_addr, e))?;
@@ -165,6 +168,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
         shared.config.workers,
         socket_path.display()
     );
+    match open_files {
+        Some(n) => log::info!(
+            "open files limit {n}, -max-conns {}",
+            shared.config.max_client_conns
+        ),
+        None => log::info!("open files limit: unlimited"),
+    }
 
     let signal = signals.forever().next().unwrap_or(SIGTERM);
     log::info!(

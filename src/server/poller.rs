@@ -29,6 +29,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::conn::{Conn, OpenCount};
 use super::Shared;
 use crate::http1::error_page::{self, Format};
+use crate::http1::RequestError;
 use crate::metrics::NO_BACKEND;
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -260,16 +261,12 @@ impl Poller {
                 continue;
             };
             if conn.head_started.is_some() {
-                log::debug!("{}: request head not received in time", conn.peer);
-                let page = error_page::render(
-                    408,
-                    "request head not received in time",
-                    Format::Text,
-                    false,
-                    false,
-                );
+                let e = RequestError::HeadTimeout;
+                log::debug!("{}: {e}", conn.peer);
+                let page =
+                    error_page::render(e.status(), &e.to_string(), Format::Text, false, false);
                 let _ = (&conn.stream).write_all(&page);
-                self.shared.metrics.request(NO_BACKEND, 408, 0.0);
+                self.shared.metrics.request(NO_BACKEND, e.status(), 0.0);
             }
         }
         // Give memory back after a burst of connections.

@@ -8,10 +8,12 @@
 //!                     └─ (readable again)
 //! ```
 //!
-//! A worker reads a connection only when the poller said it is readable, and only once per
-//! hand-over: a client that sends its head slowly is parked again with what it sent so far,
-//! so it costs a worker nothing between its bytes. Pipelined requests already buffered are
-//! answered in order before the connection is parked.
+//! A worker is handed a connection the poller saw readable, so its first read does not wait.
+//! After that it *lingers*: when no other connection is waiting in the ready queue it waits
+//! up to [`LINGER`] for the client's next bytes before parking the connection. A busy
+//! keep-alive client is then served like thread-per-connection (no hand-off to the poller and
+//! back per request), while a slow or idle one costs a worker at most `LINGER` between its
+//! bytes. Pipelined requests already buffered are answered in order before anything else.
 //!
 //! One exchange: take a backend handle (503 when none), answer `100 Continue` if asked, read a
 //! small body whole (so it can be retried), send, and relay the response. A backend that
@@ -19,7 +21,7 @@
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
@@ -34,6 +36,11 @@ use crate::http1::{parse_request_head, BodyFraming, Parse, RequestError, Request
 use crate::metrics::NO_BACKEND;
 use crate::upstream::forward::{self, ForwardError, OutgoingBody};
 use crate::upstream::{Backend, Lease};
+
+/// How long a worker waits for a client's next bytes before parking the connection, when
+/// no other connection is waiting for a worker. Keep-alive clients under load send their next
+/// request within tens of microseconds; an idle one is parked after this.
+pub(crate) const LINGER: Duration = Duration::from_millis(2);
 
 /// Whether the connection can carry another request.
 enum Next {
@@ -79,43 +86,62 @@ impl Worker {
         self.input.clear();
         self.input
             .extend_from_slice(&std::mem::take(&mut conn.pending));
-        // The poller hands over a readable connection: one read will not block.
-        let mut may_read = true;
+        // The poller hands over a readable connection: the first read does not wait.
+        let mut readable = true;
         loop {
             match parse_request_head(&self.input) {
                 Ok(Parse::Complete(head)) => {
                     self.input.drain(..head.head_len);
                     conn.head_started = None;
-                    may_read = false;
+                    readable = false;
                     match self.exchange(&conn, head) {
                         Next::KeepAlive => continue,
                         Next::Close => return,
                     }
                 }
-                Ok(Parse::Partial) if may_read => {
-                    may_read = false;
-                    if self.input.is_empty() {
-                        conn.head_started = Some(Instant::now());
-                    }
+                Ok(Parse::Partial) if self.head_too_slow(&conn) => {
+                    return self.refuse(&conn, &RequestError::HeadTimeout);
+                }
+                Ok(Parse::Partial) if readable || self.may_linger() => {
+                    readable = false;
+                    let was_empty = self.input.is_empty();
                     match read_some(&conn, &mut self.input, &mut self.copy) {
-                        Ok(0) | Err(_) => return,
+                        Ok(0) => return,
+                        Ok(_) if was_empty => conn.head_started = Some(Instant::now()),
                         Ok(_) => {}
+                        Err(e) if is_timeout(&e) => return self.park(conn),
+                        Err(_) => return,
                     }
                 }
-                Ok(Parse::Partial) => {
-                    if self.shared.is_shutting_down() && self.input.is_empty() {
-                        return;
-                    }
-                    if self.input.is_empty() {
-                        conn.head_started = None;
-                    }
-                    conn.pending = self.input.clone();
-                    self.parker.park(conn);
-                    return;
-                }
+                Ok(Parse::Partial) => return self.park(conn),
                 Err(e) => return self.refuse(&conn, &e),
             }
         }
+    }
+
+    /// A head that started arriving more than `-header-timeout` ago (the poller enforces the
+    /// same deadline while the connection is parked).
+    fn head_too_slow(&self, conn: &Conn) -> bool {
+        conn.head_started
+            .is_some_and(|t| t.elapsed() >= self.shared.config.header_timeout)
+    }
+
+    /// Lingering is only worth it when no other connection is waiting for a worker.
+    fn may_linger(&self) -> bool {
+        self.ready.is_empty() && !self.shared.is_shutting_down()
+    }
+
+    /// Gives the connection back to the poller with whatever it sent so far.
+    fn park(&mut self, mut conn: Conn) {
+        if self.input.is_empty() {
+            if self.shared.is_shutting_down() {
+                return;
+            }
+            conn.head_started = None;
+        } else {
+            conn.pending = self.input.clone();
+        }
+        self.parker.park(conn);
     }
 
     /// Answers a head that broke a rule, and closes.
@@ -155,7 +181,8 @@ impl Worker {
             return Next::Close;
         }
 
-        let mut body = ClientBody::new(&conn.stream, &mut self.input, head.framing);
+        let body_timeout = shared.config.body_timeout;
+        let mut body = ClientBody::new(&conn.stream, &mut self.input, head.framing, body_timeout);
         let buffered =
             matches!(head.framing, BodyFraming::Length(n) if n <= MAX_BUFFERED_BODY as u64);
         self.body.clear();
@@ -258,7 +285,8 @@ impl Answer<'_> {
     fn local(&self, status: u16, message: &str, keep_alive: bool) -> Next {
         let format = Format::from_accept(self.head.accept().map(|v| v.as_bytes()));
         let head_only = self.head.method == http::Method::HEAD;
-        let page = error_page::render(status, message, format, keep_alive, head_only);
+        let version = self.head.version;
+        let page = error_page::render_for(version, status, message, format, keep_alive, head_only);
         let seconds = self.started.elapsed().as_secs_f64();
         self.shared.metrics.request(NO_BACKEND, status, seconds);
         match (&self.conn.stream).write_all(&page) {
@@ -297,6 +325,14 @@ fn mark_down(backend: &Backend, why: &str) {
         log::warn!("backend {} is down: {why}", backend.url.base);
     }
     backend.wake_health();
+}
+
+/// A read that gave up after the socket's receive timeout.
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// One read, appended to `input` (never past the head limit, so an endless head is caught

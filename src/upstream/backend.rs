@@ -62,6 +62,8 @@ pub type DownReason = String;
 pub struct Backend {
     pub url: BackendUrl,
     up: AtomicBool,
+    /// The first health check has given a verdict (until then the backend is *pending*).
+    checked: AtomicBool,
     retired: AtomicBool,
     in_flight: AtomicUsize,
     /// Requests sent to this backend since it was added (for `list` and the round-robin test).
@@ -85,6 +87,7 @@ impl Backend {
         Arc::new(Backend {
             url,
             up: AtomicBool::new(false),
+            checked: AtomicBool::new(false),
             retired: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             served: AtomicU64::new(0),
@@ -110,7 +113,14 @@ impl Backend {
 
     /// Sets the health state; returns true when it changed (the caller logs the transition).
     pub fn set_up(&self, up: bool) -> bool {
-        self.up.swap(up, Ordering::AcqRel) != up
+        let changed = self.up.swap(up, Ordering::AcqRel) != up;
+        self.checked.store(true, Ordering::Release);
+        changed
+    }
+
+    /// Added, but not checked yet: worth waiting a moment for rather than answering 503.
+    pub fn is_pending(&self) -> bool {
+        !self.checked.load(Ordering::Acquire) && !self.is_retired()
     }
 
     pub fn in_flight(&self) -> usize {

@@ -9,7 +9,7 @@
 use std::io::{self, Read};
 use std::net::IpAddr;
 
-use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
 
 use super::backend::Lease;
 use crate::http1::request::is_hop_by_hop;
@@ -125,17 +125,27 @@ fn headers_len(builder: &mut http::request::Builder, n: u64) {
 }
 
 /// Copies the fields meant for the backend: not hop-by-hop, not framing (set per body), not
-/// `Expect` (answered here), not the forwarding fields this proxy owns.
+/// `Expect` (answered here), not the forwarding fields this proxy owns. `Host` is the parsed
+/// one: as sent, except that an absolute-form target's authority replaces it (RFC 9112
+/// §3.2.2: a proxy must not forward the received Host then).
 fn copy_end_to_end_headers(head: &RequestHead, out: &mut http::HeaderMap) {
     for (name, value) in &head.headers {
         let skip = is_hop_by_hop(name.as_str(), &head.connection_tokens)
             || name == CONTENT_LENGTH
             || name == EXPECT
+            || name == HOST
             || name == X_FORWARDED_FOR
             || name == X_FORWARDED_PROTO
             || name == X_FORWARDED_HOST;
         if !skip {
             out.append(name.clone(), value.clone());
+        }
+    }
+    if let Some(host) = head.host.as_deref() {
+        // The parser took `host` from a visible-ASCII field or target, so this cannot fail;
+        // without a Host, ureq writes the backend's own.
+        if let Ok(value) = HeaderValue::from_str(host) {
+            out.insert(HOST, value);
         }
     }
 }
@@ -243,6 +253,16 @@ mod tests {
         assert_eq!(out.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(out["x-forwarded-proto"], "http");
         assert_eq!(out["x-forwarded-host"], "example.com");
+    }
+
+    #[test]
+    fn absolute_form_authority_replaces_host() {
+        let out = forwarded("GET http://example.com:81/p HTTP/1.1\r\nHost: other\r\n\r\n");
+        assert_eq!(
+            out.get_all("host").iter().collect::<Vec<_>>(),
+            ["example.com:81"]
+        );
+        assert_eq!(out["x-forwarded-host"], "example.com:81");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Active health checks: `GET {backend}/health`, GoAround's rules.
 //!
 //! One thread per backend (named `health <host:port>`) checks at once when the backend is
-//! added, then every interval, and early when woken (a passive failure asks for a recheck).
+//! added, then every interval (every second at most while the backend is down), and early
+//! when woken (a refused connection asks for a recheck).
 //! It exits when the backend is retired. Each up/down transition is logged once.
 //!
 //! The verdict ([`verdict`]) is a pure function of status and body:
@@ -16,6 +17,10 @@ use std::time::Duration;
 
 use super::backend::Backend;
 use crate::metrics::Metrics;
+
+/// Longest pause between checks of a backend that is down (GoAround re-checked degraded
+/// connections every second; HAProxy calls this `downinter`).
+const DOWN_RECHECK: Duration = Duration::from_secs(1);
 
 /// Largest health-check body read; the rest is ignored.
 const MAX_HEALTH_BODY: u64 = 64 * 1024;
@@ -57,8 +62,14 @@ fn run(backend: &Backend, settings: HealthSettings, metrics: &Metrics) {
             log::debug!("backend {} still down: {why}", backend.url.base);
         }
         metrics.set_backend_up(&backend.url.base, up);
-        // Sleep for one interval, or less when woken.
-        let _ = backend.health_wake_rx.recv_timeout(settings.interval);
+        // Sleep for one interval (shorter while down, so a restarted backend is back within
+        // a second), or less when woken.
+        let pause = if up {
+            settings.interval
+        } else {
+            settings.interval.min(DOWN_RECHECK)
+        };
+        let _ = backend.health_wake_rx.recv_timeout(pause);
     }
     log::debug!("health checks of {} stopped", backend.url.base);
 }

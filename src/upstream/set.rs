@@ -49,6 +49,9 @@ pub struct BackendSet {
 /// backend that comes up (or a new set) is noticed while waiting.
 const RECHECK: Duration = Duration::from_millis(100);
 
+/// How often `acquire` looks again while the only candidates await their first check.
+const PENDING_POLL: Duration = Duration::from_millis(5);
+
 impl BackendSet {
     pub fn new(
         policy: Box<dyn Policy>,
@@ -112,6 +115,12 @@ impl BackendSet {
                 .cloned()
                 .collect();
             if candidates.is_empty() {
+                // A backend just added (at start, or by the control socket) gets its first
+                // health check within milliseconds: wait for it rather than fail.
+                if set.iter().any(|b| b.is_pending()) && Instant::now() < deadline {
+                    std::thread::sleep(PENDING_POLL);
+                    continue;
+                }
                 return Err(AcquireError::NoBackend);
             }
             self.policy.order(&mut candidates);
@@ -164,10 +173,26 @@ mod tests {
     #[test]
     fn no_backend_up_is_an_error_at_once() {
         let s = set(1, &["http://a:1"]);
+        s.snapshot()[0].set_up(false);
         assert_eq!(
             s.acquire(&[], Duration::from_secs(5)).err(),
             Some(AcquireError::NoBackend)
         );
+    }
+
+    #[test]
+    fn pending_backend_is_waited_for() {
+        let s = Arc::new(set(1, &["http://a:1"]));
+        assert_eq!(
+            s.acquire(&[], Duration::ZERO).err(),
+            Some(AcquireError::NoBackend)
+        );
+        let b = Arc::clone(&s.snapshot()[0]);
+        let checker = std::thread::spawn(move || {
+            b.set_up(true);
+        });
+        assert!(s.acquire(&[], Duration::from_secs(10)).is_ok());
+        checker.join().unwrap();
     }
 
     #[test]
