@@ -77,6 +77,10 @@ pub struct RawOptions {
     pub shutdown_timeout: Option<String>,
     /// `-max-conns`
     pub max_conns: Option<String>,
+    /// `-max-fails`
+    pub max_fails: Option<String>,
+    /// `-max-body`
+    pub max_body: Option<String>,
     /// `-cacert`
     pub cacert: Option<String>,
     /// `-privkey`
@@ -307,6 +311,24 @@ pub(crate) const FLAGS: &[FlagSpec] = &[
         },
         default: "10000",
         help: "open client connections; beyond it accepting pauses",
+    },
+    FlagSpec {
+        name: "max-fails",
+        kind: FlagKind::Value {
+            arg: "int",
+            set: |o, v| o.max_fails = Some(v),
+        },
+        default: "3",
+        help: "failed requests in a row that take a backend out until healthy (0: never)",
+    },
+    FlagSpec {
+        name: "max-body",
+        kind: FlagKind::Value {
+            arg: "size",
+            set: |o, v| o.max_body = Some(v),
+        },
+        default: "0",
+        help: "largest request body, e.g. 10M (0: no limit); larger gets 413",
     },
     FlagSpec {
         name: "cacert",
@@ -572,6 +594,8 @@ mod tests {
             ("write-timeout", |o| o.write_timeout.as_deref()),
             ("shutdown-timeout", |o| o.shutdown_timeout.as_deref()),
             ("max-conns", |o| o.max_conns.as_deref()),
+            ("max-fails", |o| o.max_fails.as_deref()),
+            ("max-body", |o| o.max_body.as_deref()),
             ("cacert", |o| o.cacert.as_deref()),
             ("privkey", |o| o.privkey.as_deref()),
         ];

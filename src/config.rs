@@ -56,6 +56,8 @@ pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const DEFAULT_MAX_CLIENT_CONNS: usize = 10_000;
 /// `-workers` upper bound: more threads than this only add contention and memory.
 pub(crate) const MAX_WORKERS: usize = 4096;
+/// `-max-fails`: failed exchanges in a row that take a backend out (0: never).
+pub(crate) const DEFAULT_MAX_FAILS: u32 = 3;
 
 /// Everything the server needs to run, already validated.
 #[derive(Debug, Clone)]
@@ -96,6 +98,12 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// `-max-conns`, default 10000: open client connections; beyond it accepting pauses.
     pub max_client_conns: usize,
+    /// `-max-fails`, default 3: failed exchanges in a row (reset, timeout, invalid response)
+    /// that take a backend out until its health check passes; 0 turns passive health off.
+    /// A refused connection takes it out at once whatever this is.
+    pub max_fails: u32,
+    /// `-max-body`, default unlimited (`0`): largest request body; larger: 413.
+    pub max_body: Option<u64>,
 }
 
 /// A backend base URL: `http://host:port` or `https://host:port`, no path beyond `/`.
@@ -189,6 +197,8 @@ impl Config {
                 DEFAULT_MAX_CLIENT_CONNS,
                 usize::MAX,
             )?,
+            max_fails: max_fails(raw.max_fails.as_deref())?,
+            max_body: max_body(raw.max_body.as_deref())?,
         })
     }
 }
@@ -263,6 +273,58 @@ fn count(
         return Err(ConfigError::TooLarge { flag, max });
     }
     Ok(n)
+}
+
+/// `-max-fails`: a whole number, 0 allowed (passive health off).
+fn max_fails(value: Option<&str>) -> Result<u32, ConfigError> {
+    let Some(value) = value else {
+        return Ok(DEFAULT_MAX_FAILS);
+    };
+    value.parse::<u32>().map_err(|e| {
+        let problem = match e.kind() {
+            IntErrorKind::PosOverflow => ValueProblem::OutOfRange,
+            _ => ValueProblem::NotANumber,
+        };
+        invalid("max-fails", value, problem)
+    })
+}
+
+/// `-max-body`: a size; 0 (the default) means no limit, as nginx's `client_max_body_size 0`.
+fn max_body(value: Option<&str>) -> Result<Option<u64>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let n =
+        parse_size(value).map_err(|cause| invalid("max-body", value, ValueProblem::Size(cause)))?;
+    Ok((n > 0).then_some(n))
+}
+
+/// A byte size: a whole number with an optional binary suffix `K`, `M`, `G` (or `KB`, `MB`,
+/// `GB`, any case): `512K` is 524288 bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(digits_end);
+    if digits.is_empty() {
+        return Err(format!(
+            "invalid size {s:?}: expected a number such as 512K or 64M"
+        ));
+    }
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" => 10,
+        "M" | "MB" => 20,
+        "G" | "GB" => 30,
+        _ => {
+            return Err(format!(
+                "invalid size {s:?}: unknown unit {unit:?} (K, M or G)"
+            ))
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 /// A time limit or interval; zero would mean "never wait" or "spin", so it must be positive.
@@ -579,6 +641,8 @@ pub enum ValueProblem {
     NotPositive,
     /// Why [`parse_duration`] refused it.
     Duration(String),
+    /// Why [`parse_size`] refused it.
+    Size(String),
 }
 
 /// What is wrong with a backend URL.
@@ -627,7 +691,7 @@ impl fmt::Display for ValueProblem {
             ValueProblem::NotAnIp => f.write_str("not an IP address"),
             ValueProblem::Empty => f.write_str("must not be empty"),
             ValueProblem::NotPositive => f.write_str("must be greater than zero"),
-            ValueProblem::Duration(cause) => f.write_str(cause),
+            ValueProblem::Duration(cause) | ValueProblem::Size(cause) => f.write_str(cause),
         }
     }
 }
@@ -1129,5 +1193,29 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(parse_duration(input), Err(want.to_string()), "{input:?}");
         }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("512K"), Ok(512 << 10));
+        assert_eq!(parse_size("64mb"), Ok(64 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("10B"), Ok(10));
+        for bad in ["", "K", "1.5M", "-1", "12X", "1 M", "99999999999999999999G"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn max_fails_and_max_body() {
+        let d = ok(&[]);
+        assert_eq!(d.max_fails, DEFAULT_MAX_FAILS);
+        assert_eq!(d.max_body, None);
+        let c = ok(&["-max-fails", "0", "-max-body", "1M"]);
+        assert_eq!(c.max_fails, 0);
+        assert_eq!(c.max_body, Some(1 << 20));
+        assert_eq!(ok(&["-max-body", "0"]).max_body, None);
     }
 }

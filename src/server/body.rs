@@ -26,6 +26,8 @@ pub(crate) enum BodyFailure {
     Closed,
     /// Bad chunked framing (400).
     Framing(ChunkedError),
+    /// More than `-max-body` bytes (413).
+    TooLarge,
 }
 
 enum Kind {
@@ -44,6 +46,8 @@ pub(crate) struct ClientBody<'a> {
     delivered: u64,
     /// Longest wait for the next bytes (`-body-timeout`).
     timeout: Duration,
+    /// `-max-body`: more de-chunked bytes than this fail the body.
+    limit: Option<u64>,
 }
 
 impl<'a> ClientBody<'a> {
@@ -52,6 +56,7 @@ impl<'a> ClientBody<'a> {
         buf: &'a mut Vec<u8>,
         framing: BodyFraming,
         timeout: Duration,
+        limit: Option<u64>,
     ) -> Self {
         let kind = match framing {
             BodyFraming::None => Kind::Empty,
@@ -66,6 +71,7 @@ impl<'a> ClientBody<'a> {
             failure: None,
             delivered: 0,
             timeout,
+            limit,
         }
     }
 
@@ -213,6 +219,13 @@ impl Read for ClientBody<'_> {
             Kind::Chunked(_) => self.read_chunked(out)?,
         };
         self.delivered += n as u64;
+        if self.limit.is_some_and(|limit| self.delivered > limit) {
+            let e = io::Error::new(
+                io::ErrorKind::InvalidData,
+                "request body larger than -max-body",
+            );
+            return Err(self.fail(BodyFailure::TooLarge, e));
+        }
         Ok(n)
     }
 }

@@ -56,8 +56,13 @@ pub(crate) struct Worker {
     input: Vec<u8>,
     /// A small request body kept whole for retries.
     body: Vec<u8>,
+    out: OutBuffers,
+}
+
+/// Buffers for the way back to the client.
+struct OutBuffers {
     /// Response head being rendered.
-    head_out: Vec<u8>,
+    head: Vec<u8>,
     /// Copy buffer for response bodies (and the read buffer for heads).
     copy: Box<[u8]>,
 }
@@ -70,8 +75,10 @@ impl Worker {
             parker,
             input: Vec::with_capacity(MAX_HEAD_BYTES),
             body: Vec::new(),
-            head_out: Vec::with_capacity(4096),
-            copy: vec![0; IO_BUFFER_BYTES].into_boxed_slice(),
+            out: OutBuffers {
+                head: Vec::with_capacity(4096),
+                copy: vec![0; IO_BUFFER_BYTES].into_boxed_slice(),
+            },
         }
     }
 
@@ -105,7 +112,7 @@ impl Worker {
                 Ok(Parse::Partial) if readable || self.may_linger() => {
                     readable = false;
                     let was_empty = self.input.is_empty();
-                    match read_some(&conn, &mut self.input, &mut self.copy) {
+                    match read_some(&conn, &mut self.input, &mut self.out.copy) {
                         Ok(0) => return,
                         Ok(_) if was_empty => conn.head_started = Some(Instant::now()),
                         Ok(_) => {}
@@ -163,6 +170,11 @@ impl Worker {
             shared: &shared,
         };
 
+        if let (BodyFraming::Length(n), Some(max)) = (head.framing, shared.config.max_body) {
+            if n > max {
+                return answer.local(413, "request body larger than the limit", false);
+            }
+        }
         let mut lease = match shared.acquire(&[]) {
             Ok(lease) => lease,
             Err(e) => {
@@ -181,8 +193,14 @@ impl Worker {
             return Next::Close;
         }
 
-        let body_timeout = shared.config.body_timeout;
-        let mut body = ClientBody::new(&conn.stream, &mut self.input, head.framing, body_timeout);
+        let config = &shared.config;
+        let mut body = ClientBody::new(
+            &conn.stream,
+            &mut self.input,
+            head.framing,
+            config.body_timeout,
+            config.max_body,
+        );
         let buffered =
             matches!(head.framing, BodyFraming::Length(n) if n <= MAX_BUFFERED_BODY as u64);
         self.body.clear();
@@ -190,7 +208,12 @@ impl Worker {
             return answer.client_failed(body.failure());
         }
 
+        // Another attempt is allowed when nothing of the body is lost: it was buffered, or
+        // not a byte of it was sent.
+        let replayable = |body: &ClientBody<'_>| buffered || body.delivered() == 0;
+        let idempotent = forward::is_idempotent(&head.method);
         let mut tried: Vec<Arc<Backend>> = Vec::new();
+        let mut fresh_retry_used = false;
         loop {
             let outgoing = match head.framing {
                 BodyFraming::None => OutgoingBody::None,
@@ -198,77 +221,119 @@ impl Worker {
                 framing => OutgoingBody::Streamed(&mut body, framing),
             };
             let result = forward::send(&lease, &head, conn.peer.ip(), shared.proto, outgoing);
-            let response = match result {
-                Ok(response) => response,
-                Err(ForwardError::Connect(why)) if buffered || body.delivered() == 0 => {
-                    shared
-                        .metrics
-                        .upstream_error(&lease.backend().url.base, "connect");
-                    mark_down(lease.backend(), &why);
-                    tried.push(Arc::clone(lease.backend()));
-                    drop(lease);
-                    lease = match shared.acquire(&tried) {
-                        Ok(next) => next,
-                        Err(_) => {
-                            let reusable = keep_alive && body.is_complete();
-                            body.finish();
-                            return answer.local(502, "no backend could be reached", reusable);
-                        }
-                    };
-                    shared.metrics.retry();
-                    continue;
+            let error = match result {
+                Ok(response) => {
+                    lease.backend().record_success();
+                    let out = &mut self.out;
+                    break respond(out, conn, &head, &answer, lease, response, body, keep_alive);
                 }
-                Err(e) => {
-                    if let Some(failure) = body.failure() {
-                        return answer.client_failed(Some(failure));
-                    }
-                    let backend = &lease.backend().url.base;
-                    log::warn!("{} {} -> {backend}: {e}", head.method, head.target);
-                    shared.metrics.upstream_error(backend, e.kind());
-                    let status = match e {
-                        ForwardError::Timeout => 504,
-                        ForwardError::Invalid(_) => 400,
-                        ForwardError::Connect(_) | ForwardError::Upstream(_) => 502,
-                    };
-                    let reusable = keep_alive && body.is_complete();
-                    body.finish();
-                    return answer.local(status, status_message(status), reusable);
-                }
+                Err(e) => e,
             };
-            let status = response.status().as_u16();
-            let relayed = relay(
-                &conn.stream,
-                &mut self.head_out,
-                &mut self.copy,
-                &head,
-                response,
-                keep_alive,
-            );
-            let seconds = started.elapsed().as_secs_f64();
+            if let Some(failure) = body.failure() {
+                return answer.client_failed(Some(failure));
+            }
+            let backend = Arc::clone(lease.backend());
             shared
                 .metrics
-                .request(&lease.backend().url.base, status, seconds);
-            return match relayed {
-                Ok(reusable) if reusable && body.is_complete() => {
+                .upstream_error(&backend.url.base, error.kind());
+            let retry = match &error {
+                ForwardError::Connect(why) => {
+                    mark_down(&backend, why);
+                    replayable(&body)
+                }
+                ForwardError::Reset(_) => idempotent && replayable(&body),
+                _ => false,
+            };
+            if !matches!(error, ForwardError::Connect(_) | ForwardError::Invalid(_)) {
+                passive_failure(&backend, &error, shared.config.max_fails);
+            }
+            if !retry {
+                log::warn!(
+                    "{} {} -> {}: {error}",
+                    head.method,
+                    head.target,
+                    backend.url
+                );
+                let status = match error {
+                    ForwardError::Timeout => 504,
+                    ForwardError::Invalid(_) => 400,
+                    _ => 502,
+                };
+                let reusable = keep_alive && body.is_complete();
+                body.finish();
+                return answer.local(status, status_message(status), reusable);
+            }
+            log::debug!(
+                "{} {} -> {}: {error}; retrying",
+                head.method,
+                head.target,
+                backend.url
+            );
+            // A reset on a reused keep-alive connection is the stale-connection race: the
+            // same backend gets one more try on a fresh connection (the failed one is gone).
+            let same_backend = matches!(error, ForwardError::Reset(_)) && !fresh_retry_used;
+            if same_backend {
+                fresh_retry_used = true;
+            } else {
+                tried.push(Arc::clone(&backend));
+            }
+            drop(lease);
+            lease = match shared.acquire(&tried) {
+                Ok(next) => next,
+                Err(_) => {
+                    let reusable = keep_alive && body.is_complete();
                     body.finish();
-                    Next::KeepAlive
-                }
-                Ok(_) => Next::Close,
-                Err(RelayError::Upstream(e)) => {
-                    let backend = &lease.backend().url.base;
-                    log::warn!(
-                        "{} {} -> {backend}: response body: {e}",
-                        head.method,
-                        head.target
-                    );
-                    shared.metrics.upstream_error(backend, "body");
-                    Next::Close
-                }
-                Err(RelayError::Downstream(e)) => {
-                    log::debug!("{}: client went away: {e}", conn.peer);
-                    Next::Close
+                    return answer.local(502, "no backend could be reached", reusable);
                 }
             };
+            shared.metrics.retry();
+        }
+    }
+}
+
+/// Relays the response of a successful attempt and decides the connection's fate.
+#[allow(clippy::too_many_arguments)]
+fn respond(
+    out: &mut OutBuffers,
+    conn: &Conn,
+    head: &RequestHead,
+    answer: &Answer<'_>,
+    lease: Lease,
+    response: http::Response<ureq::Body>,
+    body: ClientBody<'_>,
+    keep_alive: bool,
+) -> Next {
+    let shared = answer.shared;
+    let status = response.status().as_u16();
+    let relayed = relay(
+        &conn.stream,
+        &mut out.head,
+        &mut out.copy,
+        head,
+        response,
+        keep_alive,
+    );
+    let backend = &lease.backend().url.base;
+    let seconds = answer.started.elapsed().as_secs_f64();
+    shared.metrics.request(backend, status, seconds);
+    match relayed {
+        Ok(reusable) if reusable && body.is_complete() => {
+            body.finish();
+            Next::KeepAlive
+        }
+        Ok(_) => Next::Close,
+        Err(RelayError::Upstream(e)) => {
+            log::warn!(
+                "{} {} -> {backend}: response body: {e}",
+                head.method,
+                head.target
+            );
+            shared.metrics.upstream_error(backend, "body");
+            Next::Close
+        }
+        Err(RelayError::Downstream(e)) => {
+            log::debug!("{}: client went away: {e}", conn.peer);
+            Next::Close
         }
     }
 }
@@ -302,6 +367,9 @@ impl Answer<'_> {
                 self.local(408, "request body not received in time", false)
             }
             Some(BodyFailure::Framing(e)) => self.local(400, &e.to_string(), false),
+            Some(BodyFailure::TooLarge) => {
+                self.local(413, "request body larger than the limit", false)
+            }
             Some(BodyFailure::Closed) | None => {
                 log::debug!("{}: client closed mid-body", self.conn.peer);
                 Next::Close
@@ -315,6 +383,18 @@ fn status_message(status: u16) -> &'static str {
         504 => "the backend did not answer in time",
         400 => "the request cannot be forwarded",
         _ => "the backend failed to answer",
+    }
+}
+
+/// Passive health: `max_fails` failed exchanges in a row take the backend out until its
+/// health check passes again (0: never).
+fn passive_failure(backend: &Backend, error: &ForwardError, max_fails: u32) {
+    let failures = backend.record_failure();
+    if max_fails > 0 && failures >= max_fails {
+        mark_down(
+            backend,
+            &format!("{failures} failed requests in a row, last: {error}"),
+        );
     }
 }
 

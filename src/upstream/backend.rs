@@ -9,7 +9,7 @@
 //! A backend that is removed from the set is *retired*: handles that come back afterwards are
 //! dropped with their connections, so its in-flight requests finish and nothing new starts.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,8 +66,10 @@ pub struct Backend {
     checked: AtomicBool,
     retired: AtomicBool,
     in_flight: AtomicUsize,
-    /// Requests sent to this backend since it was added (for `list` and the round-robin test).
+    /// Requests sent to this backend since it was added (for `list` and `/status`).
     served: AtomicU64,
+    /// Failed exchanges in a row (passive health); any success resets it.
+    failures: AtomicU32,
     handles_tx: Sender<Handle>,
     handles_rx: Receiver<Handle>,
     /// Wakes the backend's health thread early (added, retired, or a passive failure).
@@ -91,6 +93,7 @@ impl Backend {
             retired: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             served: AtomicU64::new(0),
+            failures: AtomicU32::new(0),
             handles_tx,
             handles_rx,
             health_wake,
@@ -129,6 +132,18 @@ impl Backend {
 
     pub fn served(&self) -> u64 {
         self.served.load(Ordering::Relaxed)
+    }
+
+    /// Passive health: an exchange got a response head.
+    pub fn record_success(&self) {
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Passive health: an exchange failed; returns the failures in a row so far.
+    pub fn record_failure(&self) -> u32 {
+        self.failures.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Takes the backend out of service for good; in-flight requests finish.

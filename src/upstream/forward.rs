@@ -35,7 +35,10 @@ pub enum ForwardError {
     Connect(String),
     /// The backend did not answer within the response timeout (504).
     Timeout,
-    /// Anything after the connection was made: the request may have reached the backend.
+    /// The connection was reset or closed before a response head: the request may have
+    /// reached the backend, but nothing came back. The stale keep-alive race looks like this.
+    Reset(String),
+    /// The backend answered something that is not a valid response head (502).
     Upstream(String),
     /// The target or a header could not be expressed as an upstream request (400).
     Invalid(String),
@@ -46,6 +49,7 @@ impl std::fmt::Display for ForwardError {
         match self {
             Self::Connect(e) => write!(f, "connect: {e}"),
             Self::Timeout => write!(f, "no response head within the response timeout"),
+            Self::Reset(e) => write!(f, "connection lost: {e}"),
             Self::Upstream(e) => write!(f, "upstream: {e}"),
             Self::Invalid(e) => write!(f, "invalid request: {e}"),
         }
@@ -58,10 +62,26 @@ impl ForwardError {
         match self {
             Self::Connect(_) => "connect",
             Self::Timeout => "timeout",
+            Self::Reset(_) => "reset",
             Self::Upstream(_) => "protocol",
             Self::Invalid(_) => "invalid",
         }
     }
+}
+
+/// Methods that may be sent twice (RFC 9110 §9.2.2): retried after a reset when the body
+/// can be replayed.
+pub fn is_idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::PUT,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::TRACE,
+    ]
+    .contains(method)
 }
 
 /// Sends `head` (and `body`) to the leased backend; returns the response with its body still
@@ -184,10 +204,21 @@ fn classify(e: ureq::Error) -> ForwardError {
         }
         Error::ConnectionFailed | Error::HostNotFound => ForwardError::Connect(e.to_string()),
         Error::Io(ref io) if is_connect_refusal(io) => ForwardError::Connect(e.to_string()),
+        Error::Io(ref io) if is_reset(io) => ForwardError::Reset(e.to_string()),
         Error::Timeout(_) => ForwardError::Timeout,
         Error::BadUri(_) | Error::Http(_) => ForwardError::Invalid(e.to_string()),
         other => ForwardError::Upstream(other.to_string()),
     }
+}
+
+fn is_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+    )
 }
 
 fn is_connect_refusal(e: &io::Error) -> bool {
@@ -282,8 +313,15 @@ mod tests {
         let reset = io::Error::from(io::ErrorKind::ConnectionReset);
         assert!(matches!(
             classify(ureq::Error::Io(reset)),
-            ForwardError::Upstream(_)
+            ForwardError::Reset(_)
         ));
+        let eof = io::Error::from(io::ErrorKind::UnexpectedEof);
+        assert!(matches!(
+            classify(ureq::Error::Io(eof)),
+            ForwardError::Reset(_)
+        ));
+        let garbage = ureq::Error::LargeResponseHeader(70_000, 65_536);
+        assert!(matches!(classify(garbage), ForwardError::Upstream(_)));
         let slow = ureq::Error::Timeout(ureq::Timeout::RecvResponse);
         assert!(matches!(classify(slow), ForwardError::Timeout));
         let connect = ureq::Error::Timeout(ureq::Timeout::Connect);
