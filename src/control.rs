@@ -8,7 +8,8 @@
 //! `echo "http://a:1,http://b:2" | nc -U /tmp/goaround.sock` must work whether or not the
 //! line ends in a newline and whether or not `nc` half-closes: a line is complete at a
 //! newline, at end of input, or after [`IDLE`] of silence, and the connection is closed after
-//! [`IDLE`] without input. Connections are served one at a time on one thread.
+//! [`IDLE`] without input. Connections are served one at a time on one thread, each for at
+//! most [`MAX_SESSION`].
 
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -16,6 +17,9 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+use rustix::fs::Mode;
+use rustix::process::umask;
 
 use crate::config::parse_backend_list;
 use crate::metrics::Metrics;
@@ -27,6 +31,10 @@ pub const IDLE: Duration = Duration::from_millis(500);
 
 /// Longest accepted line.
 pub const MAX_LINE: usize = 64 * 1024;
+
+/// Longest a connection is served, so that a client trickling bytes cannot hold the (single)
+/// control thread.
+pub const MAX_SESSION: Duration = Duration::from_secs(10);
 
 /// Why the control socket could not be set up.
 #[derive(Debug)]
@@ -68,17 +76,24 @@ impl ControlSocket {
     pub fn bind(path: &Path) -> Result<ControlSocket, ControlError> {
         let io_err = |e| ControlError::Io(path.to_owned(), e);
         match std::fs::symlink_metadata(path) {
-            Ok(meta) if meta.file_type().is_socket() => {
-                if UnixStream::connect(path).is_ok() {
-                    return Err(ControlError::InUse(path.to_owned()));
+            Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
+                Ok(_) => return Err(ControlError::InUse(path.to_owned())),
+                // Nobody listens: a previous run's leftover.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    std::fs::remove_file(path).map_err(io_err)?
                 }
-                std::fs::remove_file(path).map_err(io_err)?;
-            }
+                // Someone else's socket we may not even connect to: not ours to remove.
+                Err(e) => return Err(io_err(e)),
+            },
             Ok(_) => return Err(ControlError::NotASocket(path.to_owned())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(e)),
         }
-        let listener = UnixListener::bind(path).map_err(io_err)?;
+        // Created 0600 from the start (umask), not chmod-ed after a window at 0755.
+        let old_mask = umask(Mode::from_bits_truncate(0o177));
+        let bound = UnixListener::bind(path);
+        umask(old_mask);
+        let listener = bound.map_err(io_err)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_err)?;
         Ok(ControlSocket {
             listener,
@@ -125,6 +140,7 @@ impl Commands<'_> {
         stream.set_write_timeout(Some(Duration::from_secs(5)))?;
         let mut lines = LineBuffer::default();
         let mut chunk = [0u8; 4096];
+        let started = std::time::Instant::now();
         loop {
             let n = match stream.read(&mut chunk) {
                 Ok(n) => n,
@@ -139,7 +155,7 @@ impl Commands<'_> {
                 }
                 Err(e) => return Err(e),
             };
-            let at_end = n == 0;
+            let at_end = n == 0 || started.elapsed() >= MAX_SESSION;
             for line in lines.push(&chunk[..n], at_end) {
                 let reply = match line {
                     Ok(line) => self.execute(&line),

@@ -12,4 +12,5 @@ pub mod control;
 pub mod http1;
 pub mod metrics;
 pub mod server;
+pub mod tls;
 pub mod upstream;
