@@ -81,6 +81,10 @@ pub struct RawOptions {
     pub max_fails: Option<String>,
     /// `-max-body`
     pub max_body: Option<String>,
+    /// `-handshake-timeout`
+    pub handshake_timeout: Option<String>,
+    /// `-backend-ca`
+    pub backend_ca: Option<String>,
     /// `-cacert`
     pub cacert: Option<String>,
     /// `-privkey`
@@ -337,7 +341,7 @@ pub(crate) const FLAGS: &[FlagSpec] = &[
             set: |o, v| o.cacert = Some(v),
         },
         default: "",
-        help: "TLS certificate chain, PEM (not supported yet)",
+        help: "TLS certificate chain, PEM; with -privkey the listener speaks TLS only",
     },
     FlagSpec {
         name: "privkey",
@@ -346,7 +350,25 @@ pub(crate) const FLAGS: &[FlagSpec] = &[
             set: |o, v| o.privkey = Some(v),
         },
         default: "",
-        help: "TLS private key, PEM (not supported yet)",
+        help: "TLS private key, PEM (PKCS#8, PKCS#1 or SEC1)",
+    },
+    FlagSpec {
+        name: "handshake-timeout",
+        kind: FlagKind::Value {
+            arg: "duration",
+            set: |o, v| o.handshake_timeout = Some(v),
+        },
+        default: "10s",
+        help: "time from accept to the end of the TLS handshake",
+    },
+    FlagSpec {
+        name: "backend-ca",
+        kind: FlagKind::Value {
+            arg: "file",
+            set: |o, v| o.backend_ca = Some(v),
+        },
+        default: "",
+        help: "CA certificates (PEM) for https backends instead of the bundled web roots",
     },
     FlagSpec {
         name: "cache",
@@ -598,6 +620,8 @@ mod tests {
             ("max-body", |o| o.max_body.as_deref()),
             ("cacert", |o| o.cacert.as_deref()),
             ("privkey", |o| o.privkey.as_deref()),
+            ("handshake-timeout", |o| o.handshake_timeout.as_deref()),
+            ("backend-ca", |o| o.backend_ca.as_deref()),
         ];
         for (name, get) in cases {
             let flag = format!("-{name}");

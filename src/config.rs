@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::RawOptions;
+use crate::tls::TlsFiles;
 
 /// `-bind`: every IPv4 interface.
 pub(crate) const DEFAULT_BIND: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
@@ -56,6 +57,8 @@ pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const DEFAULT_MAX_CLIENT_CONNS: usize = 10_000;
 /// `-workers` upper bound: more threads than this only add contention and memory.
 pub(crate) const MAX_WORKERS: usize = 4096;
+/// `-handshake-timeout`: from accept to the end of the TLS handshake.
+pub(crate) const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `-max-fails`: failed exchanges in a row that take a backend out (0: never).
 pub(crate) const DEFAULT_MAX_FAILS: u32 = 3;
 
@@ -104,6 +107,12 @@ pub struct Config {
     pub max_fails: u32,
     /// `-max-body`, default unlimited (`0`): largest request body; larger: 413.
     pub max_body: Option<u64>,
+    /// `-cacert` and `-privkey`, both or neither: the listener speaks TLS only.
+    pub tls: Option<TlsFiles>,
+    /// `-handshake-timeout`, default 10s: from accept to the end of the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// `-backend-ca`: CA certificates for https backends instead of the bundled web roots.
+    pub backend_ca: Option<PathBuf>,
 }
 
 /// A backend base URL: `http://host:port` or `https://host:port`, no path beyond `/`.
@@ -199,20 +208,44 @@ impl Config {
             )?,
             max_fails: max_fails(raw.max_fails.as_deref())?,
             max_body: max_body(raw.max_body.as_deref())?,
+            tls: tls_files(raw)?,
+            handshake_timeout: duration(
+                "handshake-timeout",
+                raw.handshake_timeout.as_deref(),
+                DEFAULT_HANDSHAKE_TIMEOUT,
+            )?,
+            backend_ca: file(raw.backend_ca.as_deref()),
         })
     }
 }
 
-/// TLS and the cache come in a later release; their flags parse (so GoAround command lines
-/// are understood) but asking for them is an error rather than being silently ignored.
+/// `-cacert` and `-privkey` go together (GoAround terminates TLS only when both are given;
+/// one alone is a mistake worth stopping for). The files are read at start, not here.
+fn tls_files(raw: &RawOptions) -> Result<Option<TlsFiles>, ConfigError> {
+    let cert = file(raw.cacert.as_deref());
+    let key = file(raw.privkey.as_deref());
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError::Missing {
+            flag: "privkey",
+            with: "cacert",
+        }),
+        (None, Some(_)) => Err(ConfigError::Missing {
+            flag: "cacert",
+            with: "privkey",
+        }),
+    }
+}
+
+/// A file path flag; empty counts as not given (GoAround's flags default to "").
+fn file(value: Option<&str>) -> Option<PathBuf> {
+    value.filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// The cache comes in a later release; its flag parses (so GoAround command lines are
+/// understood) but asking for it is an error rather than being silently ignored.
 fn reject_unsupported(raw: &RawOptions) -> Result<(), ConfigError> {
-    let given = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
-    if given(&raw.cacert) {
-        return Err(ConfigError::NotSupported("cacert"));
-    }
-    if given(&raw.privkey) {
-        return Err(ConfigError::NotSupported("privkey"));
-    }
     if raw.cache == Some(true) {
         return Err(ConfigError::NotSupported("cache"));
     }
@@ -628,6 +661,11 @@ pub enum ConfigError {
     EmptyBackendList,
     /// A flag of a feature not built yet: `-cacert: not supported yet`
     NotSupported(&'static str),
+    /// A flag that needs another one given too.
+    Missing {
+        flag: &'static str,
+        with: &'static str,
+    },
 }
 
 /// What is wrong with a flag value.
@@ -676,6 +714,7 @@ impl fmt::Display for ConfigError {
             ConfigError::EmptyBackendItem => f.write_str("empty item in backend list"),
             ConfigError::EmptyBackendList => f.write_str("empty backend list"),
             ConfigError::NotSupported(flag) => write!(f, "-{flag}: not supported yet"),
+            ConfigError::Missing { flag, with } => write!(f, "-{with} needs -{flag} too"),
         }
     }
 }
@@ -773,7 +812,7 @@ mod tests {
             .filter(|f| matches!(f.kind, FlagKind::Value { .. }) && f.default.is_empty())
             .map(|f| f.name)
             .collect();
-        assert_eq!(without, ["b", "cacert", "privkey"]);
+        assert_eq!(without, ["b", "cacert", "privkey", "backend-ca"]);
     }
 
     #[test]
@@ -933,8 +972,8 @@ mod tests {
                 &["-b", "http://a:80", "-b", "HTTP://A/"],
                 "duplicate backend: http://a:80",
             ),
-            (&["-cacert", "ca.pem"], "-cacert: not supported yet"),
-            (&["-privkey", "key.pem"], "-privkey: not supported yet"),
+            (&["-cacert", "ca.pem"], "-cacert needs -privkey too"),
+            (&["-privkey", "key.pem"], "-privkey needs -cacert too"),
             (&["-cache"], "-cache: not supported yet"),
             (&["-cache=true", "-p=x"], "-cache: not supported yet"),
         ];
@@ -1193,6 +1232,32 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(parse_duration(input), Err(want.to_string()), "{input:?}");
         }
+    }
+
+    #[test]
+    fn tls_flags() {
+        let c = ok(&[
+            "-cacert",
+            "c.pem",
+            "-privkey",
+            "k.pem",
+            "-handshake-timeout",
+            "2s",
+        ]);
+        let files = c.tls.expect("tls configured");
+        assert_eq!(files.cert, PathBuf::from("c.pem"));
+        assert_eq!(files.key, PathBuf::from("k.pem"));
+        assert_eq!(c.handshake_timeout, Duration::from_secs(2));
+        let d = ok(&["-cacert=", "-privkey="]);
+        assert!(
+            d.tls.is_none(),
+            "empty values are GoAround's defaults: no TLS"
+        );
+        assert_eq!(d.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT);
+        assert_eq!(
+            ok(&["-backend-ca", "ca.pem"]).backend_ca,
+            Some(PathBuf::from("ca.pem"))
+        );
     }
 
     #[test]

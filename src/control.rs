@@ -187,7 +187,7 @@ impl Commands<'_> {
                 }
                 for b in change.added {
                     log::info!("control: added backend {}", b.url);
-                    health::spawn(b, self.health, Arc::clone(self.metrics));
+                    health::spawn(b, self.health.clone(), Arc::clone(self.metrics));
                 }
                 log::info!("control: backend set is now {}", describe(&urls));
                 format!("ok: {} backends\n", urls.len())

@@ -6,6 +6,7 @@
 //! modules. docs/ARCHITECTURE.md describes the threads and why they are shaped so.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod control;

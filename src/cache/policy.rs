@@ -14,8 +14,8 @@ use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{
-    AGE, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, DATE, EXPIRES, IF_MATCH,
-    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE, SET_COOKIE, VARY,
+    AGE, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, DATE, EXPIRES, IF_MATCH, IF_MODIFIED_SINCE,
+    IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE, SET_COOKIE, VARY,
 };
 use http::{HeaderMap, HeaderName, Method, StatusCode};
 
@@ -322,9 +322,12 @@ fn http_date(value: &http::HeaderValue) -> Option<SystemTime> {
 
 /// `Age` (§5.1): the first member of the first line; an invalid one is ignored.
 fn initial_age(resp: &HeaderMap) -> Duration {
-    let first = resp
-        .get(AGE)
-        .map(|v| v.as_bytes().split(|&b| b == b',').next().unwrap_or_default());
+    let first = resp.get(AGE).map(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .next()
+            .unwrap_or_default()
+    });
     match seconds(first.map(|s| s.trim_ascii())) {
         Seconds::Valid(n) => Duration::from_secs(n),
         Seconds::Invalid => Duration::ZERO,
@@ -397,36 +400,192 @@ mod tests {
         )
     }
 
+    /// Name, status, request had `Authorization`, response fields, expected refusal.
+    type Case<'a> = (
+        &'a str,
+        u16,
+        bool,
+        &'a [(&'a str, &'a str)],
+        Option<NotStorable>,
+    );
+
     #[test]
     fn storability_rules() {
         use NotStorable::*;
-        let cases: &[(&str, u16, bool, &[(&str, &str)], Option<NotStorable>)] = &[
+        let cases: &[Case] = &[
             ("plain 200", 200, false, &[], None),
-            ("404", 404, false, &[("cache-control", "max-age=60")], Some(Status)),
+            (
+                "404",
+                404,
+                false,
+                &[("cache-control", "max-age=60")],
+                Some(Status),
+            ),
             ("206", 206, false, &[], Some(Status)),
-            ("no-store", 200, false, &[("cache-control", "no-store")], Some(NoStore)),
-            ("No-Store any case", 200, false, &[("cache-control", "No-Store")], Some(NoStore)),
-            ("private", 200, false, &[("cache-control", "private")], Some(Private)),
-            ("private=field", 200, false, &[("cache-control", "private=\"x-a, x-b\"")], Some(Private)),
-            ("no-cache", 200, false, &[("cache-control", "max-age=5, no-cache")], Some(NoCache)),
-            ("no-cache on 2nd line", 200, false, &[("cache-control", "max-age=5"), ("cache-control", "no-cache")], Some(NoCache)),
-            ("set-cookie", 200, false, &[("set-cookie", "a=b")], Some(SetCookie)),
-            ("vary *", 200, false, &[("vary", "accept, *")], Some(VaryStar)),
-            ("vary list", 200, false, &[("vary", "Accept-Encoding, accept")], None),
-            ("vary invalid", 200, false, &[("vary", "a b")], Some(InvalidVary)),
-            ("authorization", 200, true, &[("cache-control", "max-age=60")], Some(Authorization)),
-            ("authorization + public", 200, true, &[("cache-control", "public")], None),
-            ("authorization + s-maxage", 200, true, &[("cache-control", "s-maxage=5")], None),
-            ("authorization + must-revalidate", 200, true, &[("cache-control", "must-revalidate")], None),
-            ("content-length too large", 200, false, &[("content-length", "1001")], Some(TooLarge)),
-            ("content-length at limit", 200, false, &[("content-length", "1000")], None),
-            ("max-age=0", 200, false, &[("cache-control", "max-age=0")], Some(Stale)),
-            ("max-age invalid", 200, false, &[("cache-control", "max-age=abc")], Some(Stale)),
-            ("max-age without value", 200, false, &[("cache-control", "max-age")], Some(Stale)),
-            ("expires invalid", 200, false, &[("expires", "0")], Some(Stale)),
-            ("expires before date", 200, false, &[("date", &date(0)), ("expires", &date(-5))], Some(Stale)),
-            ("age beyond lifetime", 200, false, &[("cache-control", "max-age=10"), ("age", "10")], Some(Stale)),
-            ("unknown directives ignored", 200, false, &[("cache-control", "foo, bar=\"baz,no-store\", immutable")], None),
+            (
+                "no-store",
+                200,
+                false,
+                &[("cache-control", "no-store")],
+                Some(NoStore),
+            ),
+            (
+                "No-Store any case",
+                200,
+                false,
+                &[("cache-control", "No-Store")],
+                Some(NoStore),
+            ),
+            (
+                "private",
+                200,
+                false,
+                &[("cache-control", "private")],
+                Some(Private),
+            ),
+            (
+                "private=field",
+                200,
+                false,
+                &[("cache-control", "private=\"x-a, x-b\"")],
+                Some(Private),
+            ),
+            (
+                "no-cache",
+                200,
+                false,
+                &[("cache-control", "max-age=5, no-cache")],
+                Some(NoCache),
+            ),
+            (
+                "no-cache on 2nd line",
+                200,
+                false,
+                &[
+                    ("cache-control", "max-age=5"),
+                    ("cache-control", "no-cache"),
+                ],
+                Some(NoCache),
+            ),
+            (
+                "set-cookie",
+                200,
+                false,
+                &[("set-cookie", "a=b")],
+                Some(SetCookie),
+            ),
+            (
+                "vary *",
+                200,
+                false,
+                &[("vary", "accept, *")],
+                Some(VaryStar),
+            ),
+            (
+                "vary list",
+                200,
+                false,
+                &[("vary", "Accept-Encoding, accept")],
+                None,
+            ),
+            (
+                "vary invalid",
+                200,
+                false,
+                &[("vary", "a b")],
+                Some(InvalidVary),
+            ),
+            (
+                "authorization",
+                200,
+                true,
+                &[("cache-control", "max-age=60")],
+                Some(Authorization),
+            ),
+            (
+                "authorization + public",
+                200,
+                true,
+                &[("cache-control", "public")],
+                None,
+            ),
+            (
+                "authorization + s-maxage",
+                200,
+                true,
+                &[("cache-control", "s-maxage=5")],
+                None,
+            ),
+            (
+                "authorization + must-revalidate",
+                200,
+                true,
+                &[("cache-control", "must-revalidate")],
+                None,
+            ),
+            (
+                "content-length too large",
+                200,
+                false,
+                &[("content-length", "1001")],
+                Some(TooLarge),
+            ),
+            (
+                "content-length at limit",
+                200,
+                false,
+                &[("content-length", "1000")],
+                None,
+            ),
+            (
+                "max-age=0",
+                200,
+                false,
+                &[("cache-control", "max-age=0")],
+                Some(Stale),
+            ),
+            (
+                "max-age invalid",
+                200,
+                false,
+                &[("cache-control", "max-age=abc")],
+                Some(Stale),
+            ),
+            (
+                "max-age without value",
+                200,
+                false,
+                &[("cache-control", "max-age")],
+                Some(Stale),
+            ),
+            (
+                "expires invalid",
+                200,
+                false,
+                &[("expires", "0")],
+                Some(Stale),
+            ),
+            (
+                "expires before date",
+                200,
+                false,
+                &[("date", &date(0)), ("expires", &date(-5))],
+                Some(Stale),
+            ),
+            (
+                "age beyond lifetime",
+                200,
+                false,
+                &[("cache-control", "max-age=10"), ("age", "10")],
+                Some(Stale),
+            ),
+            (
+                "unknown directives ignored",
+                200,
+                false,
+                &[("cache-control", "foo, bar=\"baz,no-store\", immutable")],
+                None,
+            ),
         ];
         for (name, status, authorized, resp, want) in cases {
             let got = storability(
@@ -459,9 +618,17 @@ mod tests {
             ("expires", &expires),
         ];
         assert_eq!(secs(&all), 7, "s-maxage beats max-age");
-        assert_eq!(secs(&[("cache-control", "max-age=20, max-age=5")]), 20, "first wins");
+        assert_eq!(
+            secs(&[("cache-control", "max-age=20, max-age=5")]),
+            20,
+            "first wins"
+        );
         assert_eq!(secs(&[("cache-control", "max-age=\"30\"")]), 30, "quoted");
-        assert_eq!(secs(&[("cache-control", "MAX-AGE = 31")]), 31, "spaces, case");
+        assert_eq!(
+            secs(&[("cache-control", "MAX-AGE = 31")]),
+            31,
+            "spaces, case"
+        );
         assert_eq!(
             secs(&[("cache-control", "max-age=99999999999999999999")]),
             1 << 31,
@@ -507,7 +674,10 @@ mod tests {
     fn vary_names_are_lowercase_and_unique() {
         let s = decide(
             false,
-            &[("vary", "Accept-Encoding, ACCEPT"), ("vary", "accept-encoding,,")],
+            &[
+                ("vary", "Accept-Encoding, ACCEPT"),
+                ("vary", "accept-encoding,,"),
+            ],
         )
         .unwrap();
         assert_eq!(s.vary, vec!["accept-encoding", "accept"]);
@@ -555,7 +725,13 @@ mod tests {
         assert!(request_is_cacheable(&Method::GET, &no_cache));
         assert!(request_is_cacheable(&Method::GET, &auth));
         assert!(!request_is_cacheable(&Method::GET, &no_store));
-        for m in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH, Method::OPTIONS] {
+        for m in [
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::PATCH,
+            Method::OPTIONS,
+        ] {
             assert!(!request_is_cacheable(&m, &none), "{m}");
         }
     }
@@ -564,7 +740,13 @@ mod tests {
     fn conditional_and_range_requests_do_not_lead() {
         assert!(may_lead(&HeaderMap::new()));
         assert!(may_lead(&headers(&[("accept", "*/*")])));
-        for name in ["range", "if-none-match", "if-modified-since", "if-match", "if-range"] {
+        for name in [
+            "range",
+            "if-none-match",
+            "if-modified-since",
+            "if-match",
+            "if-range",
+        ] {
             assert!(!may_lead(&headers(&[(name, "x")])), "{name}");
         }
     }

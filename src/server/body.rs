@@ -9,9 +9,9 @@
 //! worker asks [`ClientBody::failure`] to know that the client, not the backend, was at fault.
 
 use std::io::{self, Read};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use super::stream::ClientStream;
 use crate::http1::{BodyFraming, ChunkedDecoder, ChunkedError};
 
 /// Bytes read from the socket per read while decoding a chunked body.
@@ -37,7 +37,7 @@ enum Kind {
 }
 
 pub(crate) struct ClientBody<'a> {
-    stream: &'a TcpStream,
+    stream: &'a ClientStream,
     /// The worker's input buffer: unconsumed bytes start at `pos`.
     buf: &'a mut Vec<u8>,
     pos: usize,
@@ -52,7 +52,7 @@ pub(crate) struct ClientBody<'a> {
 
 impl<'a> ClientBody<'a> {
     pub(crate) fn new(
-        stream: &'a TcpStream,
+        stream: &'a ClientStream,
         buf: &'a mut Vec<u8>,
         framing: BodyFraming,
         timeout: Duration,
@@ -186,7 +186,7 @@ impl<'a> ClientBody<'a> {
 /// One read, waiting up to `timeout` for bytes (the socket's own receive timeout is the
 /// worker's short linger, so this loops over it); end of stream before the body is complete
 /// is an error.
-fn read_into(mut stream: &TcpStream, out: &mut [u8], timeout: Duration) -> io::Result<usize> {
+fn read_into(mut stream: &ClientStream, out: &mut [u8], timeout: Duration) -> io::Result<usize> {
     if out.is_empty() {
         return Ok(0);
     }

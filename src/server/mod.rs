@@ -3,14 +3,16 @@
 //! [`run`] binds every socket first (so a port in use is a start-up error, not a log line),
 //! then starts the threads: the poller (accepts and parks connections), `-workers` workers,
 //! one health thread per backend, the control socket and the metrics listener. The calling
-//! thread waits for SIGTERM/SIGINT and then drains: stop accepting, let in-flight requests
-//! finish for up to `-shutdown-timeout`, remove the control socket, return.
+//! thread waits for signals: SIGHUP reloads the TLS certificate; SIGTERM/SIGINT drain (stop
+//! accepting, let in-flight requests finish for up to `-shutdown-timeout`, remove the control
+//! socket) and return.
 
 mod body;
 mod conn;
 mod nofile;
 mod poller;
 mod relay;
+mod stream;
 mod worker;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::control::ControlSocket;
 use crate::metrics::{self, Metrics};
+use crate::tls::{self, ReloadableConfig, TlsError};
 use crate::upstream::health::{self, HealthSettings};
 use crate::upstream::policy::RoundRobin;
 use crate::upstream::{AgentSettings, BackendSet};
@@ -36,6 +39,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     /// `X-Forwarded-Proto` of this listener.
     pub(crate) proto: &'static str,
+    /// The TLS configuration new connections use, when the listener speaks TLS.
+    pub(crate) tls: Option<Arc<ReloadableConfig>>,
     shutting_down: AtomicBool,
 }
 
@@ -63,6 +68,7 @@ pub enum StartError {
     Control(crate::control::ControlError),
     Thread(std::io::Error),
     Signals(std::io::Error),
+    Tls(TlsError),
 }
 
 impl std::fmt::Display for StartError {
@@ -73,6 +79,7 @@ impl std::fmt::Display for StartError {
             Self::Control(e) => write!(f, "{e}"),
             Self::Thread(e) => write!(f, "cannot start a thread: {e}"),
             Self::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
+            Self::Tls(e) => write!(f, "{e}"),
         }
     }
 }
@@ -81,11 +88,21 @@ impl std::error::Error for StartError {}
 
 /// Runs the load balancer until SIGTERM or SIGINT; returns after the drain.
 pub fn run(config: Config) -> Result<(), StartError> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
     // Signals first: a SIGTERM during start-up must not kill the process half-way.
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(StartError::Signals)?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(StartError::Signals)?;
+
+    // Certificates before sockets: a bad file is a start-up error naming the file.
+    let tls = match &config.tls {
+        Some(files) => Some(Arc::new(
+            ReloadableConfig::load(files.clone()).map_err(StartError::Tls)?,
+        )),
+        None => None,
+    };
+    let backend_tls =
+        tls::backend_tls_config(config.backend_ca.as_deref()).map_err(StartError::Tls)?;
 
     let open_files = nofile::raise_open_files_limit();
     let listen_addr = SocketAddr::new(config.bind, config.port);
@@ -97,28 +114,31 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let control = ControlSocket::bind(&config.socket).map_err(StartError::Control)?;
 
     let metrics = Arc::new(Metrics::new());
+    let health_settings = HealthSettings {
+        interval: config.health_interval,
+        timeout: config.health_timeout,
+        tls: backend_tls.clone(),
+    };
     let settings = AgentSettings {
         connect_timeout: config.connect_timeout,
         response_timeout: config.response_timeout,
+        tls: backend_tls,
     };
     let set = Arc::new(BackendSet::new(
         Box::new(RoundRobin::default()),
         config.max_conns_per_backend,
         settings,
     ));
-    let health_settings = HealthSettings {
-        interval: config.health_interval,
-        timeout: config.health_timeout,
-    };
     for b in set.replace(&config.backends).added {
-        health::spawn(b, health_settings, Arc::clone(&metrics));
+        health::spawn(b, health_settings.clone(), Arc::clone(&metrics));
     }
 
     let shared = Arc::new(Shared {
         config,
         set: Arc::clone(&set),
         metrics: Arc::clone(&metrics),
-        proto: "http",
+        proto: if tls.is_some() { "https" } else { "http" },
+        tls,
         shutting_down: AtomicBool::new(false),
     });
 
@@ -176,7 +196,15 @@ pub fn run(config: Config) -> Result<(), StartError> {
         None => log::info!("open files limit: unlimited"),
     }
 
-    let signal = signals.forever().next().unwrap_or(SIGTERM);
+    let mut signal = SIGTERM;
+    for received in signals.forever() {
+        if received == SIGHUP {
+            reload_tls(shared.tls.as_deref());
+            continue;
+        }
+        signal = received;
+        break;
+    }
     log::info!(
         "received {}, draining for up to {:?}",
         if signal == SIGINT {
@@ -202,4 +230,17 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }
     log::info!("stopped");
     Ok(())
+}
+
+/// SIGHUP: new handshakes use the certificate and key now in the files; connections already
+/// open keep theirs. A bad file leaves the old pair in place.
+fn reload_tls(tls: Option<&ReloadableConfig>) {
+    let Some(tls) = tls else {
+        log::info!("SIGHUP: no TLS configured, nothing to reload");
+        return;
+    };
+    match tls.reload() {
+        Ok(()) => log::info!("SIGHUP: reloaded {}", tls.files().cert.display()),
+        Err(e) => log::error!("SIGHUP: keeping the current certificate: {e}"),
+    }
 }

@@ -17,7 +17,7 @@
 //! kernel's backlog until a connection closes.
 
 use std::io::{self, ErrorKind, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +27,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::conn::{Conn, OpenCount};
+use super::stream::ClientStream;
 use super::Shared;
 use crate::http1::error_page::{self, Format};
 use crate::http1::RequestError;
@@ -156,7 +157,13 @@ impl Poller {
                         log::debug!("{peer}: socket setup: {e}");
                         continue;
                     }
-                    let conn = Conn::new(stream, peer, &self.open);
+                    let conn = match self.client_stream(stream) {
+                        Ok((stream, deadline)) => Conn::new(stream, peer, deadline, &self.open),
+                        Err(e) => {
+                            log::warn!("{peer}: cannot start TLS: {e}");
+                            continue;
+                        }
+                    };
                     self.park(conn);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
@@ -167,6 +174,18 @@ impl Poller {
                     self.pause_accepting();
                     return;
                 }
+            }
+        }
+    }
+
+    /// Wraps an accepted socket: TLS when configured, with the handshake deadline running
+    /// from now (the handshake runs on a worker, one readable step at a time).
+    fn client_stream(&self, tcp: TcpStream) -> io::Result<(ClientStream, Option<Instant>)> {
+        match &self.shared.tls {
+            None => Ok((ClientStream::plain(tcp), None)),
+            Some(tls) => {
+                let deadline = Instant::now() + self.shared.config.handshake_timeout;
+                Ok((ClientStream::tls(tcp, tls.current())?, Some(deadline)))
             }
         }
     }
@@ -212,15 +231,14 @@ impl Poller {
 
     fn park(&mut self, conn: Conn) {
         let config = &self.shared.config;
-        let deadline = match conn.head_started {
-            Some(t) => t + config.header_timeout,
-            None => Instant::now() + config.idle_timeout,
-        };
+        let deadline = conn
+            .deadline
+            .unwrap_or_else(|| Instant::now() + config.idle_timeout);
         let slot = self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
             self.slots.len() - 1
         });
-        let fd = conn.stream.as_raw_fd();
+        let fd = conn.stream.tcp().as_raw_fd();
         match self
             .poll
             .registry()
@@ -237,7 +255,7 @@ impl Poller {
     fn unpark(&mut self, slot: usize) -> Option<Conn> {
         let parked = self.slots.get_mut(slot)?.take()?;
         self.free.push(slot);
-        let fd = parked.conn.stream.as_raw_fd();
+        let fd = parked.conn.stream.tcp().as_raw_fd();
         let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
         Some(parked.conn)
     }
@@ -260,7 +278,9 @@ impl Poller {
             let Some(conn) = self.unpark(slot) else {
                 continue;
             };
-            if conn.head_started.is_some() {
+            if conn.stream.is_handshaking() {
+                log::debug!("{}: TLS handshake not completed in time", conn.peer);
+            } else if conn.deadline.is_some() {
                 let e = RequestError::HeadTimeout;
                 log::debug!("{}: {e}", conn.peer);
                 let page =

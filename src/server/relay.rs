@@ -11,10 +11,10 @@
 //! a complete-looking one.
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
 
 use http::header::{CONNECTION, CONTENT_LENGTH};
 
+use super::stream::ClientStream;
 use crate::http1::request::is_hop_by_hop;
 use crate::http1::response::{write_head, ResponseFraming, LAST_CHUNK};
 use crate::http1::{RequestHead, Version};
@@ -36,7 +36,7 @@ pub(crate) enum RelayError {
 /// `head_buf` is scratch space for the response head; `buf` is the copy buffer, allocated
 /// once per worker (never re-zeroed per response).
 pub(crate) fn relay(
-    stream: &TcpStream,
+    stream: &ClientStream,
     head_buf: &mut Vec<u8>,
     buf: &mut [u8],
     request: &RequestHead,
@@ -119,13 +119,13 @@ fn connection_tokens(headers: &http::HeaderMap) -> Vec<String> {
         .collect()
 }
 
-fn write_all(mut stream: &TcpStream, bytes: &[u8]) -> Result<(), RelayError> {
+fn write_all(mut stream: &ClientStream, bytes: &[u8]) -> Result<(), RelayError> {
     stream.write_all(bytes).map_err(RelayError::Downstream)
 }
 
 /// The copy buffer with `len` bytes waiting to be written to the client.
 struct Out<'a> {
-    stream: &'a TcpStream,
+    stream: &'a ClientStream,
     buf: &'a mut [u8],
     len: usize,
 }

@@ -29,6 +29,7 @@ use super::body::{BodyFailure, ClientBody};
 use super::conn::Conn;
 use super::poller::Parker;
 use super::relay::{relay, RelayError};
+use super::stream::Handshake;
 use super::Shared;
 use crate::http1::error_page::{self, Format};
 use crate::http1::limits::{IO_BUFFER_BYTES, MAX_BUFFERED_BODY, MAX_HEAD_BYTES};
@@ -95,11 +96,21 @@ impl Worker {
             .extend_from_slice(&std::mem::take(&mut conn.pending));
         // The poller hands over a readable connection: the first read does not wait.
         let mut readable = true;
+        if conn.stream.is_handshaking() {
+            match conn.stream.advance_handshake() {
+                Ok(Handshake::Done) => {
+                    conn.deadline = None;
+                    readable = false;
+                }
+                Ok(Handshake::NeedsInput) => return self.park(conn),
+                Err(e) => return log::debug!("{}: TLS handshake: {e}", conn.peer),
+            }
+        }
         loop {
             match parse_request_head(&self.input) {
                 Ok(Parse::Complete(head)) => {
                     self.input.drain(..head.head_len);
-                    conn.head_started = None;
+                    conn.deadline = None;
                     readable = false;
                     match self.exchange(&conn, head) {
                         Next::KeepAlive => continue,
@@ -109,12 +120,16 @@ impl Worker {
                 Ok(Parse::Partial) if self.head_too_slow(&conn) => {
                     return self.refuse(&conn, &RequestError::HeadTimeout);
                 }
-                Ok(Parse::Partial) if readable || self.may_linger() => {
+                Ok(Parse::Partial)
+                    if readable || self.may_linger() || conn.stream.has_buffered_input() =>
+                {
                     readable = false;
                     let was_empty = self.input.is_empty();
                     match read_some(&conn, &mut self.input, &mut self.out.copy) {
                         Ok(0) => return,
-                        Ok(_) if was_empty => conn.head_started = Some(Instant::now()),
+                        Ok(_) if was_empty => {
+                            conn.deadline = Some(Instant::now() + self.shared.config.header_timeout)
+                        }
                         Ok(_) => {}
                         Err(e) if is_timeout(&e) => return self.park(conn),
                         Err(_) => return,
@@ -129,8 +144,7 @@ impl Worker {
     /// A head that started arriving more than `-header-timeout` ago (the poller enforces the
     /// same deadline while the connection is parked).
     fn head_too_slow(&self, conn: &Conn) -> bool {
-        conn.head_started
-            .is_some_and(|t| t.elapsed() >= self.shared.config.header_timeout)
+        conn.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     /// Lingering is only worth it when no other connection is waiting for a worker.
@@ -140,12 +154,12 @@ impl Worker {
 
     /// Gives the connection back to the poller with whatever it sent so far.
     fn park(&mut self, mut conn: Conn) {
-        if self.input.is_empty() {
+        if self.input.is_empty() && !conn.stream.is_handshaking() {
             if self.shared.is_shutting_down() {
                 return;
             }
-            conn.head_started = None;
-        } else {
+            conn.deadline = None;
+        } else if !self.input.is_empty() {
             conn.pending = self.input.clone();
         }
         self.parker.park(conn);

@@ -18,10 +18,12 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::config::BackendUrl;
 
 /// Timeouts and sizes every upstream agent is built with.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct AgentSettings {
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+    /// Trust for https backends (bundled web roots, or `-backend-ca`).
+    pub tls: ureq::tls::TlsConfig,
 }
 
 /// The right to one concurrent request to a backend, with the connection that carries it.
@@ -48,6 +50,7 @@ impl Handle {
             .max_idle_connections_per_host(1)
             .input_buffer_size(64 * 1024)
             .output_buffer_size(64 * 1024)
+            .tls_config(settings.tls.clone())
             .build();
         Handle {
             agent: ureq::Agent::new_with_config(config),
@@ -216,15 +219,22 @@ impl Drop for Lease {
     }
 }
 
+/// Agent settings for unit tests: short timeouts, default trust.
+#[cfg(test)]
+pub(crate) fn test_settings() -> AgentSettings {
+    AgentSettings {
+        connect_timeout: Duration::from_secs(1),
+        response_timeout: Duration::from_secs(1),
+        tls: ureq::tls::TlsConfig::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn settings() -> AgentSettings {
-        AgentSettings {
-            connect_timeout: Duration::from_secs(1),
-            response_timeout: Duration::from_secs(1),
-        }
+        test_settings()
     }
 
     fn backend(n: usize) -> Arc<Backend> {

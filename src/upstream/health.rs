@@ -26,10 +26,12 @@ const DOWN_RECHECK: Duration = Duration::from_secs(1);
 const MAX_HEALTH_BODY: u64 = 64 * 1024;
 
 /// How the health threads run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HealthSettings {
     pub interval: Duration,
     pub timeout: Duration,
+    /// Trust for https backends, as for requests.
+    pub tls: ureq::tls::TlsConfig,
 }
 
 /// Starts the health thread of `backend`.
@@ -44,7 +46,7 @@ pub fn spawn(backend: Arc<Backend>, settings: HealthSettings, metrics: Arc<Metri
 }
 
 fn run(backend: &Backend, settings: HealthSettings, metrics: &Metrics) {
-    let agent = agent(settings.timeout);
+    let agent = agent(&settings);
     let url = format!("{}/health", backend.url.base);
     while !backend.is_retired() {
         let result = check(&agent, &url);
@@ -74,11 +76,12 @@ fn run(backend: &Backend, settings: HealthSettings, metrics: &Metrics) {
     log::debug!("health checks of {} stopped", backend.url.base);
 }
 
-fn agent(timeout: Duration) -> ureq::Agent {
+fn agent(settings: &HealthSettings) -> ureq::Agent {
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
-        .timeout_global(Some(timeout))
+        .tls_config(settings.tls.clone())
+        .timeout_global(Some(settings.timeout))
         .max_idle_connections(1)
         .max_idle_connections_per_host(1)
         .build();

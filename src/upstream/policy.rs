@@ -33,15 +33,11 @@ impl Policy for RoundRobin {
 mod tests {
     use super::*;
     use crate::config::BackendUrl;
-    use crate::upstream::backend::AgentSettings;
-    use std::time::Duration;
+    use crate::upstream::backend::test_settings;
 
     #[test]
     fn round_robin_starts_one_further_each_time() {
-        let settings = AgentSettings {
-            connect_timeout: Duration::from_secs(1),
-            response_timeout: Duration::from_secs(1),
-        };
+        let settings = test_settings();
         let set: Vec<_> = (1..=3)
             .map(|p| {
                 Backend::new(

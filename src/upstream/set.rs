@@ -154,14 +154,11 @@ impl BackendSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::backend::test_settings;
     use crate::upstream::policy::RoundRobin;
 
     fn set(n: usize, urls: &[&str]) -> BackendSet {
-        let settings = AgentSettings {
-            connect_timeout: Duration::from_secs(1),
-            response_timeout: Duration::from_secs(1),
-        };
-        let s = BackendSet::new(Box::new(RoundRobin::default()), n, settings);
+        let s = BackendSet::new(Box::new(RoundRobin::default()), n, test_settings());
         s.replace(&parse(urls));
         s
     }
