@@ -85,6 +85,12 @@ pub struct RawOptions {
     pub handshake_timeout: Option<String>,
     /// `-backend-ca`
     pub backend_ca: Option<String>,
+    /// `-cache-size`
+    pub cache_size: Option<String>,
+    /// `-cache-max-object`
+    pub cache_max_object: Option<String>,
+    /// `-cache-ttl`
+    pub cache_ttl: Option<String>,
     /// `-cacert`
     pub cacert: Option<String>,
     /// `-privkey`
@@ -374,7 +380,34 @@ pub(crate) const FLAGS: &[FlagSpec] = &[
         name: "cache",
         kind: FlagKind::Bool(|o, v| o.cache = Some(v)),
         default: "",
-        help: "cache GET responses (not supported yet)",
+        help: "cache GET responses (honours Cache-Control, Expires, Vary)",
+    },
+    FlagSpec {
+        name: "cache-size",
+        kind: FlagKind::Value {
+            arg: "size",
+            set: |o, v| o.cache_size = Some(v),
+        },
+        default: "64MB",
+        help: "memory the cache may use; least recently used entries go first",
+    },
+    FlagSpec {
+        name: "cache-max-object",
+        kind: FlagKind::Value {
+            arg: "size",
+            set: |o, v| o.cache_max_object = Some(v),
+        },
+        default: "1MB",
+        help: "largest response body the cache stores",
+    },
+    FlagSpec {
+        name: "cache-ttl",
+        kind: FlagKind::Value {
+            arg: "duration",
+            set: |o, v| o.cache_ttl = Some(v),
+        },
+        default: "60s",
+        help: "freshness of a response that states none (no max-age, s-maxage or Expires)",
     },
     FlagSpec {
         name: "version",
@@ -622,6 +655,9 @@ mod tests {
             ("privkey", |o| o.privkey.as_deref()),
             ("handshake-timeout", |o| o.handshake_timeout.as_deref()),
             ("backend-ca", |o| o.backend_ca.as_deref()),
+            ("cache-size", |o| o.cache_size.as_deref()),
+            ("cache-max-object", |o| o.cache_max_object.as_deref()),
+            ("cache-ttl", |o| o.cache_ttl.as_deref()),
         ];
         for (name, get) in cases {
             let flag = format!("-{name}");

@@ -18,6 +18,7 @@ use std::num::IntErrorKind;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::cache::{self, CacheConfig};
 use crate::cli::RawOptions;
 use crate::tls::TlsFiles;
 
@@ -57,6 +58,8 @@ pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const DEFAULT_MAX_CLIENT_CONNS: usize = 10_000;
 /// `-workers` upper bound: more threads than this only add contention and memory.
 pub(crate) const MAX_WORKERS: usize = 4096;
+/// Upper bound of `-n`: each handle is a ureq agent built when the backend is added.
+pub(crate) const MAX_CONNS_PER_BACKEND: usize = 4096;
 /// `-handshake-timeout`: from accept to the end of the TLS handshake.
 pub(crate) const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `-max-fails`: failed exchanges in a row that take a backend out (0: never).
@@ -113,6 +116,8 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// `-backend-ca`: CA certificates for https backends instead of the bundled web roots.
     pub backend_ca: Option<PathBuf>,
+    /// `-cache` with `-cache-size` (64MB), `-cache-max-object` (1MB), `-cache-ttl` (60s).
+    pub cache: Option<CacheConfig>,
 }
 
 /// A backend base URL: `http://host:port` or `https://host:port`, no path beyond `/`.
@@ -127,7 +132,6 @@ impl Config {
     /// Checks every raw option and fills in defaults for the absent ones. The first bad value
     /// found is the error; flags of features not built yet are refused before anything else.
     pub fn from_raw(raw: &RawOptions) -> Result<Config, ConfigError> {
-        reject_unsupported(raw)?;
         Ok(Config {
             bind: bind(raw.bind.as_deref())?,
             port: port("p", raw.port.as_deref(), DEFAULT_PORT)?,
@@ -136,7 +140,7 @@ impl Config {
                 "n",
                 raw.conns_per_backend.as_deref(),
                 DEFAULT_CONNS_PER_BACKEND,
-                usize::MAX,
+                MAX_CONNS_PER_BACKEND,
             )?,
             metrics_port: port(
                 "prometheus-port",
@@ -215,6 +219,7 @@ impl Config {
                 DEFAULT_HANDSHAKE_TIMEOUT,
             )?,
             backend_ca: file(raw.backend_ca.as_deref()),
+            cache: cache(raw)?,
         })
     }
 }
@@ -243,13 +248,23 @@ fn file(value: Option<&str>) -> Option<PathBuf> {
     value.filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
-/// The cache comes in a later release; its flag parses (so GoAround command lines are
-/// understood) but asking for it is an error rather than being silently ignored.
-fn reject_unsupported(raw: &RawOptions) -> Result<(), ConfigError> {
-    if raw.cache == Some(true) {
-        return Err(ConfigError::NotSupported("cache"));
-    }
-    Ok(())
+/// `-cache` and its limits; the limits are checked even when the cache is off, so a typo
+/// does not wait for the day someone turns it on.
+fn cache(raw: &RawOptions) -> Result<Option<CacheConfig>, ConfigError> {
+    let config = CacheConfig {
+        max_bytes: size(
+            "cache-size",
+            raw.cache_size.as_deref(),
+            cache::DEFAULT_MAX_BYTES,
+        )?,
+        max_object: size(
+            "cache-max-object",
+            raw.cache_max_object.as_deref(),
+            cache::DEFAULT_MAX_OBJECT,
+        )?,
+        default_ttl: duration("cache-ttl", raw.cache_ttl.as_deref(), cache::DEFAULT_TTL)?,
+    };
+    Ok((raw.cache == Some(true)).then_some(config))
 }
 
 fn invalid(flag: &'static str, value: &str, problem: ValueProblem) -> ConfigError {
@@ -358,6 +373,18 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(1 << shift))
         .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// A positive byte size that fits in memory.
+fn size(flag: &'static str, value: Option<&str>, default: usize) -> Result<usize, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let n = parse_size(value).map_err(|why| invalid(flag, value, ValueProblem::Size(why)))?;
+    if n == 0 {
+        return Err(invalid(flag, value, ValueProblem::NotPositive));
+    }
+    usize::try_from(n).map_err(|_| invalid(flag, value, ValueProblem::OutOfRange))
 }
 
 /// A time limit or interval; zero would mean "never wait" or "spin", so it must be positive.
@@ -659,8 +686,6 @@ pub enum ConfigError {
     EmptyBackendItem,
     /// A blank backend list.
     EmptyBackendList,
-    /// A flag of a feature not built yet: `-cacert: not supported yet`
-    NotSupported(&'static str),
     /// A flag that needs another one given too.
     Missing {
         flag: &'static str,
@@ -713,7 +738,6 @@ impl fmt::Display for ConfigError {
             ConfigError::DuplicateBackend(base) => write!(f, "duplicate backend: {base}"),
             ConfigError::EmptyBackendItem => f.write_str("empty item in backend list"),
             ConfigError::EmptyBackendList => f.write_str("empty backend list"),
-            ConfigError::NotSupported(flag) => write!(f, "-{flag}: not supported yet"),
             ConfigError::Missing { flag, with } => write!(f, "-{with} needs -{flag} too"),
         }
     }
@@ -974,8 +998,18 @@ mod tests {
             ),
             (&["-cacert", "ca.pem"], "-cacert needs -privkey too"),
             (&["-privkey", "key.pem"], "-privkey needs -cacert too"),
-            (&["-cache"], "-cache: not supported yet"),
-            (&["-cache=true", "-p=x"], "-cache: not supported yet"),
+            (
+                &["-cache-size", "10X"],
+                "invalid value \"10X\" for -cache-size: invalid size \"10X\": unknown unit \"X\" (K, M or G)",
+            ),
+            (
+                &["-cache-max-object", "0"],
+                "invalid value \"0\" for -cache-max-object: must be greater than zero",
+            ),
+            (
+                &["-cache-ttl", "0s"],
+                "invalid value \"0s\" for -cache-ttl: must be greater than zero",
+            ),
         ];
         for (args, want) in cases {
             assert_eq!(config(args).map(|_| ()), Err(want.to_string()), "{args:?}");
@@ -1258,6 +1292,21 @@ mod tests {
             ok(&["-backend-ca", "ca.pem"]).backend_ca,
             Some(PathBuf::from("ca.pem"))
         );
+    }
+
+    #[test]
+    fn cache_flags() {
+        assert!(ok(&[]).cache.is_none());
+        assert!(ok(&["-cache=false", "-cache-size", "1G"]).cache.is_none());
+        let c = ok(&["-cache"]).cache.expect("cache on");
+        assert_eq!(c.max_bytes, crate::cache::DEFAULT_MAX_BYTES);
+        assert_eq!(c.max_object, crate::cache::DEFAULT_MAX_OBJECT);
+        assert_eq!(c.default_ttl, crate::cache::DEFAULT_TTL);
+        let c = ok(&["-cache", "-cache-size=8MB", "-cache-max-object=64K", "-cache-ttl=5s"]);
+        let c = c.cache.expect("cache on");
+        assert_eq!(c.max_bytes, 8 << 20);
+        assert_eq!(c.max_object, 64 << 10);
+        assert_eq!(c.default_ttl, Duration::from_secs(5));
     }
 
     #[test]

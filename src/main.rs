@@ -30,11 +30,10 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => return usage_error(&e),
     };
-    init_logging();
+    goaround::logging::init();
     match goaround::server::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{e}");
             eprintln!("goaround: {e}");
             ExitCode::from(EXIT_USAGE)
         }
@@ -45,21 +44,4 @@ fn usage_error(e: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("goaround: {e}");
     eprintln!("run 'goaround -h' for the list of flags");
     ExitCode::from(EXIT_USAGE)
-}
-
-/// Logs to stderr at the level in `RUST_LOG` (error, warn, info, debug, trace; default info).
-fn init_logging() {
-    let level = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|v| v.parse::<log::LevelFilter>().ok())
-        .unwrap_or(log::LevelFilter::Info);
-    let logger = simple_logger::SimpleLogger::new()
-        .with_level(level)
-        .with_module_level("ureq", level.min(log::LevelFilter::Warn))
-        .with_module_level("ureq_proto", level.min(log::LevelFilter::Warn))
-        .with_module_level("rustls", level.min(log::LevelFilter::Warn))
-        .with_utc_timestamps();
-    if let Err(e) = logger.init() {
-        eprintln!("goaround: logging disabled: {e}");
-    }
 }

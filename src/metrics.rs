@@ -16,6 +16,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use crate::cache::Cache;
 use crate::http1::error_page::{self, Format};
 use crate::http1::limits::MAX_HEAD_BYTES;
 use crate::http1::{parse_request_head, Parse};
@@ -23,6 +24,9 @@ use crate::upstream::BackendSet;
 
 /// Label value for requests answered by goaround itself (bad request, no backend, ...).
 pub const NO_BACKEND: &str = "none";
+
+/// Label value for requests answered from the GET cache.
+pub const CACHE: &str = "cache";
 
 /// Every metric goaround exports.
 pub struct Metrics {
@@ -38,6 +42,9 @@ pub struct Metrics {
     backends_up: IntGauge,
     backend_up: IntGaugeVec,
     backend_in_flight: IntGaugeVec,
+    cache_events: IntCounterVec,
+    cache_bytes: IntGauge,
+    cache_entries: IntGauge,
 }
 
 impl Metrics {
@@ -74,7 +81,7 @@ impl Metrics {
             .expect("valid metric"),
             retries: IntCounter::new(
                 "goaround_retries_total",
-                "Requests sent to another backend after an attempt failed.",
+                "Attempts repeated after a failed one (on a fresh connection or another backend).",
             )
             .expect("valid metric"),
             handle_wait: prometheus::Histogram::with_opts(
@@ -118,9 +125,24 @@ impl Metrics {
                 &["backend"],
             )
             .expect("valid metric"),
+            cache_events: IntCounterVec::new(
+                Opts::new(
+                    "goaround_cache_events_total",
+                    "GET cache lookups and changes: hit, miss, store, eviction, expired, collapsed.",
+                ),
+                &["event"],
+            )
+            .expect("valid metric"),
+            cache_bytes: IntGauge::new("goaround_cache_bytes", "Bytes the GET cache holds.")
+                .expect("valid metric"),
+            cache_entries: IntGauge::new("goaround_cache_entries", "Responses the GET cache holds.")
+                .expect("valid metric"),
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 14] = [
+            Box::new(m.cache_events.clone()),
+            Box::new(m.cache_bytes.clone()),
+            Box::new(m.cache_entries.clone()),
             Box::new(m.requests.clone()),
             Box::new(m.duration.clone()),
             Box::new(m.upstream_errors.clone()),
@@ -191,8 +213,31 @@ impl Metrics {
         let _ = self.backend_in_flight.remove_label_values(&[backend]);
     }
 
+    /// Copies the cache's own counters into the registry (counters only move forward, so
+    /// adding the difference keeps them counters).
+    fn sync_cache(&self, cache: &Cache) {
+        let stats = cache.stats();
+        let events = [
+            ("hit", stats.hits),
+            ("miss", stats.misses),
+            ("store", stats.stores),
+            ("eviction", stats.evictions),
+            ("expired", stats.expired),
+            ("collapsed", stats.collapsed),
+        ];
+        for (event, total) in events {
+            let counter = self.cache_events.with_label_values(&[event]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+        self.cache_bytes.set(stats.bytes as i64);
+        self.cache_entries.set(stats.entries as i64);
+    }
+
     /// The text exposition, with backend gauges read from `set` now.
-    pub fn render(&self, set: &BackendSet) -> Vec<u8> {
+    pub fn render(&self, set: &BackendSet, cache: Option<&Cache>) -> Vec<u8> {
+        if let Some(cache) = cache {
+            self.sync_cache(cache);
+        }
         let snapshot = set.snapshot();
         self.backend_up.reset();
         self.backend_in_flight.reset();
@@ -227,11 +272,16 @@ impl Default for Metrics {
 const SCRAPE_IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves `/metrics` and `/status` until the process exits.
-pub fn serve(listener: TcpListener, metrics: Arc<Metrics>, set: Arc<BackendSet>) {
+pub fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    set: Arc<BackendSet>,
+    cache: Option<Arc<Cache>>,
+) {
     for stream in listener.incoming() {
         match stream {
             Ok(stream) => {
-                if let Err(e) = answer(stream, &metrics, &set) {
+                if let Err(e) = answer(stream, &metrics, &set, cache.as_deref()) {
                     log::debug!("metrics: {e}");
                 }
             }
@@ -243,7 +293,12 @@ pub fn serve(listener: TcpListener, metrics: Arc<Metrics>, set: Arc<BackendSet>)
     }
 }
 
-fn answer(mut stream: TcpStream, metrics: &Metrics, set: &BackendSet) -> std::io::Result<()> {
+fn answer(
+    mut stream: TcpStream,
+    metrics: &Metrics,
+    set: &BackendSet,
+    cache: Option<&Cache>,
+) -> std::io::Result<()> {
     stream.set_read_timeout(Some(SCRAPE_IO_TIMEOUT))?;
     stream.set_write_timeout(Some(SCRAPE_IO_TIMEOUT))?;
     let mut buf = vec![0u8; MAX_HEAD_BYTES];
@@ -268,7 +323,7 @@ fn answer(mut stream: TcpStream, metrics: &Metrics, set: &BackendSet) -> std::io
     let path = head.target.split('?').next().unwrap_or_default();
     let head_only = head.method == http::Method::HEAD;
     let (content_type, body) = match (head.method.as_str(), path) {
-        ("GET" | "HEAD", "/metrics") => (prometheus::TEXT_FORMAT, metrics.render(set)),
+        ("GET" | "HEAD", "/metrics") => (prometheus::TEXT_FORMAT, metrics.render(set, cache)),
         ("GET" | "HEAD", "/status") => ("text/html; charset=utf-8", status_page(set)),
         _ => {
             let page = error_page::render(

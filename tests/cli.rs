@@ -40,7 +40,12 @@ const FLAGS: &[&str] = &[
     "max-body",
     "cacert",
     "privkey",
+    "handshake-timeout",
+    "backend-ca",
     "cache",
+    "cache-size",
+    "cache-max-object",
+    "cache-ttl",
     "version",
     "h",
     "help",
@@ -233,20 +238,32 @@ fn duplicate_backends_exit_2() {
 }
 
 #[test]
-fn unbuilt_features_exit_2_not_supported_yet() {
+fn bad_cache_sizes_exit_2_naming_the_flag() {
     let cases: &[(&[&str], &str)] = &[
-        (&["-cacert", "cert.pem"], "cacert"),
-        (&["-privkey", "key.pem"], "privkey"),
-        (&["-cacert=cert.pem", "-privkey=key.pem"], "cacert"),
-        (&["-cache"], "cache"),
-        (&["--cache=true"], "cache"),
-        // A bare boolean never takes the next argument: "-p" stays a flag.
-        (&["-cache", "-p", "0"], "cache"),
+        (&["-cache", "-cache-size", "lots"], "cache-size"),
+        (&["-cache-max-object=0"], "cache-max-object"),
+        (&["-cache", "-cache-ttl", "10"], "cache-ttl"),
     ];
     for (args, flag) in cases {
-        let err = assert_refused(args, flag);
-        assert!(err.contains("not supported yet"), "{args:?}: {err}");
+        assert_refused(args, flag);
     }
+}
+
+#[test]
+fn tls_flags_go_together_and_files_must_be_readable() {
+    let err = assert_refused(&["-cacert", "cert.pem"], "cacert");
+    assert!(err.contains("-cacert needs -privkey too"), "{err}");
+    let err = assert_refused(&["-privkey", "key.pem"], "privkey");
+    assert!(err.contains("-privkey needs -cacert too"), "{err}");
+    let missing = [
+        "-cacert=/nonexistent/cert.pem",
+        "-privkey=/nonexistent/key.pem",
+    ];
+    let err = assert_refused(&missing, "cacert");
+    assert!(
+        err.contains("/nonexistent/cert.pem") && err.contains("cannot read"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -300,9 +317,9 @@ fn port_in_use_exits_2_naming_the_address() {
 // Accepted command lines
 
 #[test]
-fn cache_false_is_accepted() {
+fn cache_flag_is_accepted_in_every_boolean_form() {
     let backend = Backend::start("a");
-    for cache in ["-cache=false", "--cache=0", "-cache=F"] {
+    for cache in ["-cache=false", "--cache=0", "-cache=F", "-cache", "--cache=true"] {
         assert_serves(&strings(&[cache, "-b", &backend.url()]), &backend);
     }
 }
@@ -319,7 +336,9 @@ fn go_syntax_variants_start_the_server() {
         vec!["-p", "0", &dash_dash_b_eq],
         vec!["--p", "0", "-b", &url, "--n=2", "-workers", "4"],
         vec!["-b", &url, "-max-fails=0", "--max-body", "10M"],
-        // A bare boolean, then the same flag with a value: the last one wins.
+        // A bare boolean never takes the next argument: "-p" stays a flag.
+        vec!["-cache", "-p", "0", "-b", &url],
+        // The same flag with a value later: the last one wins.
         vec!["-cache", "-p", "0", "-cache=false", "-b", &url],
         vec![
             "--bind=127.0.0.1",

@@ -8,6 +8,7 @@
 //! socket) and return.
 
 mod body;
+mod caching;
 mod conn;
 mod nofile;
 mod poller;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::cache::Cache;
 use crate::config::Config;
 use crate::control::ControlSocket;
 use crate::metrics::{self, Metrics};
@@ -41,6 +43,8 @@ pub(crate) struct Shared {
     pub(crate) proto: &'static str,
     /// The TLS configuration new connections use, when the listener speaks TLS.
     pub(crate) tls: Option<Arc<ReloadableConfig>>,
+    /// The GET cache (`-cache`).
+    pub(crate) cache: Option<Arc<Cache>>,
     shutting_down: AtomicBool,
 }
 
@@ -114,6 +118,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let control = ControlSocket::bind(&config.socket).map_err(StartError::Control)?;
 
     let metrics = Arc::new(Metrics::new());
+    let cache = config.cache.map(|c| Arc::new(Cache::new(c)));
     let health_settings = HealthSettings {
         interval: config.health_interval,
         timeout: config.health_timeout,
@@ -139,6 +144,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         metrics: Arc::clone(&metrics),
         proto: if tls.is_some() { "https" } else { "http" },
         tls,
+        cache: cache.clone(),
         shutting_down: AtomicBool::new(false),
     });
 
@@ -167,7 +173,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         let (metrics, set) = (Arc::clone(&metrics), Arc::clone(&set));
         thread::Builder::new()
             .name("metrics".into())
-            .spawn(move || metrics::serve(metrics_listener, metrics, set))
+            .spawn(move || metrics::serve(metrics_listener, metrics, set, cache))
             .map_err(StartError::Thread)?;
     }
     let socket_path = control.path().to_owned();
@@ -217,8 +223,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
     shared.shutting_down.store(true, Ordering::Release);
     let deadline = Instant::now() + shared.config.shutdown_timeout;
     let _ = poller_thread.join();
-    // Workers finish their current exchange and exit when the ready queue is empty.
+    // Workers finish their current exchange and exit when the ready queue is empty. A second
+    // SIGTERM/SIGINT ends the wait at once (an operator pressing Ctrl-C twice).
     while workers.iter().any(|w| !w.is_finished()) && Instant::now() < deadline {
+        if signals.pending().any(|s| s != SIGHUP) {
+            log::warn!("second signal: not waiting for in-flight requests");
+            break;
+        }
         thread::sleep(Duration::from_millis(10));
     }
     let unfinished = workers.iter().filter(|w| !w.is_finished()).count();

@@ -31,6 +31,42 @@ pub(crate) enum RelayError {
     Downstream(io::Error),
 }
 
+/// A copy of the body as it is relayed (for the cache), given up past `limit` bytes.
+pub(crate) struct Capture {
+    pub body: Vec<u8>,
+    limit: usize,
+    pub overflowed: bool,
+}
+
+impl Capture {
+    pub(crate) fn new(limit: usize) -> Capture {
+        Capture {
+            body: Vec::new(),
+            limit,
+            overflowed: false,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        if self.overflowed {
+            return;
+        }
+        if self.body.len() + bytes.len() > self.limit {
+            self.overflowed = true;
+            self.body = Vec::new();
+            return;
+        }
+        self.body.extend_from_slice(bytes);
+    }
+}
+
+/// What goes with a response besides the backend's own head and body.
+pub(crate) struct Extras<'a> {
+    /// Fields this proxy adds (`X-Cache`).
+    pub fields: &'a [(&'a str, &'a [u8])],
+    pub capture: Option<&'a mut Capture>,
+}
+
 /// Sends `response` to the client. Returns whether the connection may carry another request.
 ///
 /// `head_buf` is scratch space for the response head; `buf` is the copy buffer, allocated
@@ -42,6 +78,7 @@ pub(crate) fn relay(
     request: &RequestHead,
     response: http::Response<ureq::Body>,
     keep_alive: bool,
+    extras: Extras<'_>,
 ) -> Result<bool, RelayError> {
     let (parts, body) = response.into_parts();
     let status = parts.status.as_u16();
@@ -51,7 +88,8 @@ pub(crate) fn relay(
         .headers
         .iter()
         .filter(|(name, _)| *name != CONTENT_LENGTH && !is_hop_by_hop(name.as_str(), &tokens))
-        .map(|(name, value)| (name.as_str(), value.as_bytes()));
+        .map(|(name, value)| (name.as_str(), value.as_bytes()))
+        .chain(extras.fields.iter().copied());
     head_buf.clear();
     write_head(
         head_buf,
@@ -67,6 +105,7 @@ pub(crate) fn relay(
         stream,
         buf,
         len: 0,
+        capture: extras.capture,
     };
     if head_buf.len() <= out.buf.len() / 2 {
         out.buf[..head_buf.len()].copy_from_slice(head_buf);
@@ -108,7 +147,7 @@ fn framing(request: &RequestHead, status: u16, headers: &http::HeaderMap) -> Res
     }
 }
 
-fn connection_tokens(headers: &http::HeaderMap) -> Vec<String> {
+pub(crate) fn connection_tokens(headers: &http::HeaderMap) -> Vec<String> {
     headers
         .get_all(CONNECTION)
         .iter()
@@ -128,16 +167,21 @@ struct Out<'a> {
     stream: &'a ClientStream,
     buf: &'a mut [u8],
     len: usize,
+    capture: Option<&'a mut Capture>,
 }
 
 impl Out<'_> {
     /// Reads at most `limit` bytes from the backend after the waiting ones.
     fn fill(&mut self, reader: &mut impl Read, limit: usize) -> Result<usize, RelayError> {
-        let end = (self.len + limit).min(self.buf.len());
+        let start = self.len;
+        let end = (start + limit).min(self.buf.len());
         let n = reader
-            .read(&mut self.buf[self.len..end])
+            .read(&mut self.buf[start..end])
             .map_err(RelayError::Upstream)?;
         self.len += n;
+        if let Some(capture) = self.capture.as_deref_mut() {
+            capture.push(&self.buf[start..start + n]);
+        }
         Ok(n)
     }
 

@@ -26,9 +26,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 
 use super::body::{BodyFailure, ClientBody};
+use super::caching::{self, Fill, Step};
 use super::conn::Conn;
 use super::poller::Parker;
-use super::relay::{relay, RelayError};
+use super::relay::{relay, Extras, RelayError};
 use super::stream::Handshake;
 use super::Shared;
 use crate::http1::error_page::{self, Format};
@@ -189,6 +190,21 @@ impl Worker {
                 return answer.local(413, "request body larger than the limit", false);
             }
         }
+        let ticket = match caching::lookup(&shared, &head) {
+            Step::Hit(hit) => {
+                // A GET with a body is odd but legal; its body is unread, so close after.
+                let reusable = keep_alive && head.framing == BodyFraming::None;
+                shared
+                    .metrics
+                    .request(crate::metrics::CACHE, hit.status.as_u16(), 0.0);
+                return match caching::write_hit(&conn.stream, &head, &hit, reusable) {
+                    true if reusable => Next::KeepAlive,
+                    _ => Next::Close,
+                };
+            }
+            Step::Miss(ticket) => Some(ticket),
+            Step::Bypass => None,
+        };
         let mut lease = match shared.acquire(&[]) {
             Ok(lease) => lease,
             Err(e) => {
@@ -238,8 +254,16 @@ impl Worker {
             let error = match result {
                 Ok(response) => {
                     lease.backend().record_success();
+                    caching::invalidate(&shared, &head);
                     let out = &mut self.out;
-                    break respond(out, conn, &head, &answer, lease, response, body, keep_alive);
+                    let reply = Reply {
+                        lease,
+                        response,
+                        body,
+                        keep_alive,
+                        cache: ticket,
+                    };
+                    break respond(out, conn, &head, &answer, reply);
                 }
                 Err(e) => e,
             };
@@ -283,14 +307,14 @@ impl Worker {
                 head.target,
                 backend.url
             );
+            shared.metrics.retry();
             // A reset on a reused keep-alive connection is the stale-connection race: the
-            // same backend gets one more try on a fresh connection (the failed one is gone).
-            let same_backend = matches!(error, ForwardError::Reset(_)) && !fresh_retry_used;
-            if same_backend {
+            // same handle tries once more, on a fresh connection (ureq dropped the failed one).
+            if matches!(error, ForwardError::Reset(_)) && !fresh_retry_used {
                 fresh_retry_used = true;
-            } else {
-                tried.push(Arc::clone(&backend));
+                continue;
             }
+            tried.push(Arc::clone(&backend));
             drop(lease);
             lease = match shared.acquire(&tried) {
                 Ok(next) => next,
@@ -300,25 +324,46 @@ impl Worker {
                     return answer.local(502, "no backend could be reached", reusable);
                 }
             };
-            shared.metrics.retry();
         }
     }
 }
 
+/// A successful attempt: the response and what it is relayed with.
+struct Reply<'a> {
+    lease: Lease,
+    response: http::Response<ureq::Body>,
+    /// The request body (consumed); decides whether the connection can be reused.
+    body: ClientBody<'a>,
+    keep_alive: bool,
+    /// `Some` when the cache looked the request up: the response says `X-Cache: MISS`, and
+    /// with a ticket it may be stored.
+    cache: Option<Option<crate::cache::FillTicket>>,
+}
+
 /// Relays the response of a successful attempt and decides the connection's fate.
-#[allow(clippy::too_many_arguments)]
 fn respond(
     out: &mut OutBuffers,
     conn: &Conn,
     head: &RequestHead,
     answer: &Answer<'_>,
-    lease: Lease,
-    response: http::Response<ureq::Body>,
-    body: ClientBody<'_>,
-    keep_alive: bool,
+    reply: Reply<'_>,
 ) -> Next {
+    let Reply {
+        lease,
+        response,
+        body,
+        keep_alive,
+        cache,
+    } = reply;
     let shared = answer.shared;
     let status = response.status().as_u16();
+    let cached = cache.is_some();
+    let mut fill = cache.and_then(|ticket| Fill::start(ticket, &response));
+    let miss: &[(&str, &[u8])] = &[("x-cache", b"MISS")];
+    let extras = Extras {
+        fields: if cached { miss } else { &[] },
+        capture: fill.as_mut().map(|f| &mut f.capture),
+    };
     let relayed = relay(
         &conn.stream,
         &mut out.head,
@@ -326,7 +371,11 @@ fn respond(
         head,
         response,
         keep_alive,
+        extras,
     );
+    if let (Ok(_), Some(fill)) = (&relayed, fill) {
+        fill.finish();
+    }
     let backend = &lease.backend().url.base;
     let seconds = answer.started.elapsed().as_secs_f64();
     shared.metrics.request(backend, status, seconds);
@@ -412,8 +461,9 @@ fn passive_failure(backend: &Backend, error: &ForwardError, max_fails: u32) {
     }
 }
 
-/// A refused connection takes the backend out at once (GoAround's degraded connection); its
-/// health thread checks it again right away and brings it back when it answers.
+/// A refused connection (or `-max-fails` failures) takes the backend out at once (GoAround's
+/// degraded connection); its health thread checks it again a second later and brings it back
+/// when `/health` passes.
 fn mark_down(backend: &Backend, why: &str) {
     if backend.set_up(false) {
         log::warn!("backend {} is down: {why}", backend.url.base);

@@ -46,6 +46,8 @@ impl Handle {
             // A backend that stops sending in the middle of a body is as dead as one that
             // never answers: the same limit applies between reads.
             .timeout_per_read(Some(settings.response_timeout))
+            // And a backend that stops reading an upload.
+            .timeout_per_write(Some(settings.response_timeout))
             .max_idle_connections(1)
             .max_idle_connections_per_host(1)
             .input_buffer_size(64 * 1024)

@@ -66,12 +66,13 @@ fn run(backend: &Backend, settings: HealthSettings, metrics: &Metrics) {
         metrics.set_backend_up(&backend.url.base, up);
         // Sleep for one interval (shorter while down, so a restarted backend is back within
         // a second), or less when woken.
-        let pause = if up {
-            settings.interval
-        } else {
-            settings.interval.min(DOWN_RECHECK)
-        };
-        let _ = backend.health_wake_rx.recv_timeout(pause);
+        let down_pause = settings.interval.min(DOWN_RECHECK);
+        let pause = if up { settings.interval } else { down_pause };
+        if backend.health_wake_rx.recv_timeout(pause).is_ok() && !backend.is_up() {
+            // Woken because requests failed and took the backend out: keep it out for a
+            // moment, or a /health that still passes would put it straight back.
+            let _ = backend.health_wake_rx.recv_timeout(down_pause);
+        }
     }
     log::debug!("health checks of {} stopped", backend.url.base);
 }
@@ -81,6 +82,11 @@ fn agent(settings: &HealthSettings) -> ureq::Agent {
         .http_status_as_error(false)
         .max_redirects(0)
         .tls_config(settings.tls.clone())
+        .user_agent(concat!(
+            "goaround/",
+            env!("CARGO_PKG_VERSION"),
+            " health-check"
+        ))
         .timeout_global(Some(settings.timeout))
         .max_idle_connections(1)
         .max_idle_connections_per_host(1)
