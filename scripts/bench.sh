@@ -4,6 +4,7 @@
 #
 #   DURATION [10] seconds per run   CONNS [64] wrk connections   THREADS [2] wrk threads
 #   PATHS ["/ /bytes/1024 /bytes/65536"]   HANDLES [32] goaround -n   WORKERS [64] -workers
+#   EXTRAS [1]: also TLS (keep-alive, and one handshake per request) and cache-hit runs
 #
 # Loopback only; every process started here is stopped on exit. For nginx and HAProxy side
 # by side, see docs/BENCHMARKS.md (shared/bench/peers.sh with CANDIDATE=bin/goaround ...).
@@ -45,15 +46,25 @@ wait_for_line() {
 B1=$(wait_for_line "$W/b1.out" '127\.0\.0\.1:[0-9]+')
 B2=$(wait_for_line "$W/b2.out" '127\.0\.0\.1:[0-9]+')
 
-RUST_LOG=warn,goaround::server=info "$GOAROUND" -p 0 -bind 127.0.0.1 -prometheus-port 0 \
-  -socket "$W/goaround.sock" -n "$HANDLES" -workers "$WORKERS" \
-  -b "http://$B1" -b "http://$B2" 2>"$W/goaround.log" & GA_PID=$!; PIDS+=($GA_PID)
-GA=$(wait_for_line "$W/goaround.log" 'listening on [0-9.]+:[0-9]+' | awk '{print $3}')
-METRICS=$(wait_for_line "$W/goaround.log" 'metrics on [0-9.]+:[0-9]+' | awk '{print $3}')
-for _ in $(seq 1 100); do
-  curl -s "http://$METRICS/metrics" | grep -q '^goaround_backends_up 2$' && break
-  sleep 0.1
-done
+# start_goaround NAME [extra flags...]: sets GA_<NAME> (address) and records the pid
+start_goaround() {
+  local name=$1; shift
+  RUST_LOG=warn,goaround::server=info "$GOAROUND" -p 0 -bind 127.0.0.1 -prometheus-port 0 \
+    -socket "$W/$name.sock" -n "$HANDLES" -workers "$WORKERS" \
+    -b "http://$B1" -b "http://$B2" "$@" 2>"$W/$name.log" & PIDS+=($!)
+  eval "PID_$name=$!"
+  local addr metrics
+  addr=$(wait_for_line "$W/$name.log" 'listening on [0-9.]+:[0-9]+' | awk '{print $3}')
+  metrics=$(wait_for_line "$W/$name.log" 'metrics on [0-9.]+:[0-9]+' | awk '{print $3}')
+  for _ in $(seq 1 100); do
+    curl -s "http://$metrics/metrics" | grep -q '^goaround_backends_up 2$' && break
+    sleep 0.1
+  done
+  eval "GA_$name=$addr"
+}
+start_goaround plain
+GA=$GA_plain
+GA_PID=$PID_plain
 
 cat >"$W/report.lua" <<'LUA'
 done = function(summary, latency, requests)
@@ -81,3 +92,30 @@ for path in $PATHS; do
 done
 echo
 echo "goaround peak RSS: $(awk '/^VmHWM/ {printf "%.1f MiB", $2 / 1024}' "/proc/$GA_PID/status")"
+
+[ "${EXTRAS:-1}" = 1 ] || exit 0
+
+# TLS: a throwaway self-signed pair made here (never committed, never reused).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+  -keyout "$W/key.pem" -out "$W/cert.pem" -subj "/CN=localhost" \
+  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+start_goaround tls -cacert "$W/cert.pem" -privkey "$W/key.pem"
+start_goaround cache -cache
+echo
+printf "%-40s %12s %9s %9s %6s\n" scenario req/s p50_ms p99_ms errors
+scenario() { # label url [wrk args...]
+  local label=$1 url=$2; shift 2
+  local rps p50 p99 err
+  read -r rps p50 p99 err < <(CONN_ARGS="$*" run_extra "$url")
+  printf "%-40s %12s %9s %9s %6s\n" "$label" "$rps" "$p50" "$p99" "$err"
+}
+run_extra() {
+  # shellcheck disable=SC2086
+  wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" $CONN_ARGS -s "$W/report.lua" "$1" 2>&1 | awk '/^RESULT/ {
+    printf "%.0f %.3f %.3f %d\n", $2 / ($3 / 1e6), $4 / 1000, $5 / 1000, $6 }'
+}
+scenario "plain /bytes/1024 (no cache)" "http://$GA/bytes/1024"
+scenario "cache hits /bytes/1024" "http://$GA_cache/bytes/1024"
+scenario "TLS keep-alive /bytes/1024" "https://$GA_tls/bytes/1024"
+scenario "TLS handshake per request (new conns)" "https://$GA_tls/" -H "Connection: close"
+scenario "plain new connection per request" "http://$GA/" -H "Connection: close"
