@@ -7,7 +7,7 @@
 #   EXTRAS [1]: also TLS (keep-alive, and one handshake per request) and cache-hit runs
 #
 # Loopback only; every process started here is stopped on exit. For nginx and HAProxy side
-# by side, see docs/BENCHMARKS.md (shared/bench/peers.sh with CANDIDATE=bin/goaround ...).
+# by side, see docs/BENCHMARKS.md (the shared peers.sh harness with CANDIDATE=bin/goaround ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -106,13 +106,10 @@ printf "%-40s %12s %9s %9s %6s\n" scenario req/s p50_ms p99_ms errors
 scenario() { # label url [wrk args...]
   local label=$1 url=$2; shift 2
   local rps p50 p99 err
-  read -r rps p50 p99 err < <(CONN_ARGS="$*" run_extra "$url")
+  read -r rps p50 p99 err < <(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" "$@" \
+    -s "$W/report.lua" "$url" 2>&1 | awk '/^RESULT/ {
+    printf "%.0f %.3f %.3f %d\n", $2 / ($3 / 1e6), $4 / 1000, $5 / 1000, $6 }')
   printf "%-40s %12s %9s %9s %6s\n" "$label" "$rps" "$p50" "$p99" "$err"
-}
-run_extra() {
-  # shellcheck disable=SC2086
-  wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" $CONN_ARGS -s "$W/report.lua" "$1" 2>&1 | awk '/^RESULT/ {
-    printf "%.0f %.3f %.3f %d\n", $2 / ($3 / 1e6), $4 / 1000, $5 / 1000, $6 }'
 }
 scenario "plain /bytes/1024 (no cache)" "http://$GA/bytes/1024"
 scenario "cache hits /bytes/1024" "http://$GA_cache/bytes/1024"

@@ -1,5 +1,6 @@
 //! `RUST_LOG` directives: `info`, or `warn,goaround::server=info` (a default level and
-//! per-module levels, the `env_logger` syntax operators already know).
+//! per-module levels, the `env_logger` syntax operators already know; a bare module name
+//! means that module at `trace`).
 
 use log::LevelFilter;
 
@@ -29,10 +30,22 @@ pub fn parse(spec: &str, default: LevelFilter) -> Result<Directives, String> {
                     .push((module.trim().to_owned(), level(lvl)?));
             }
             Some(_) => return Err(format!("{part:?}")),
-            None => directives.default = level(part)?,
+            None => match part.parse::<LevelFilter>() {
+                Ok(l) => directives.default = l,
+                Err(_) if is_module_path(part) => directives
+                    .modules
+                    .push((part.to_owned(), LevelFilter::Trace)),
+                Err(_) => return Err(format!("{part:?}")),
+            },
         }
     }
     Ok(directives)
+}
+
+/// `goaround::server`, `ureq`: what env_logger accepts as a bare module directive.
+fn is_module_path(s: &str) -> bool {
+    s.split("::")
+        .all(|seg| !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
 }
 
 /// Logs to stderr with the levels in `RUST_LOG` (default info). The HTTP and TLS libraries
@@ -90,7 +103,12 @@ mod tests {
             parse("OFF", LevelFilter::Info).unwrap().default,
             LevelFilter::Off
         );
-        assert!(parse("loud", LevelFilter::Info).is_err());
+        let d = parse("goaround::server", LevelFilter::Info).unwrap();
+        assert_eq!(
+            d.modules,
+            vec![("goaround::server".to_owned(), LevelFilter::Trace)]
+        );
+        assert!(parse("not a module", LevelFilter::Info).is_err());
         assert!(parse("=info", LevelFilter::Info).is_err());
         assert!(parse("goaround=loud", LevelFilter::Info).is_err());
     }

@@ -185,7 +185,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
             .map_err(StartError::Thread)?;
     }
 
-    log::info!("listening on {local}");
+    match &shared.tls {
+        Some(tls) => log::info!("listening on {local} (TLS, {})", tls.files().cert.display()),
+        None => log::info!("listening on {local}"),
+    }
     log::info!("metrics on {metrics_local}");
     log::info!(
         "{} backends, -n {} handles each, {} workers, control socket {}",
@@ -227,13 +230,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
     // SIGTERM/SIGINT ends the wait at once (an operator pressing Ctrl-C twice).
     while workers.iter().any(|w| !w.is_finished()) && Instant::now() < deadline {
         if signals.pending().any(|s| s != SIGHUP) {
-            log::warn!("second signal: not waiting for in-flight requests");
+            log::warn!("second signal: exiting without waiting for in-flight requests");
             break;
         }
         thread::sleep(Duration::from_millis(10));
     }
     let unfinished = workers.iter().filter(|w| !w.is_finished()).count();
-    if unfinished > 0 {
+    if unfinished > 0 && Instant::now() >= deadline {
         log::warn!("{unfinished} workers still busy after the shutdown timeout; exiting anyway");
     }
     if let Err(e) = std::fs::remove_file(&socket_path) {

@@ -55,7 +55,10 @@ fn run(backend: &Backend, settings: HealthSettings, metrics: &Metrics) {
         }
         metrics.health_check(&backend.url.base, result.is_ok());
         let up = result.is_ok();
-        if backend.set_up(up) {
+        // The first verdict is always worth a line: a backend that is down from the start
+        // would otherwise never be mentioned above debug.
+        let first = backend.is_pending();
+        if backend.set_up(up) || (first && !up) {
             match &result {
                 Ok(()) => log::info!("backend {} is up", backend.url.base),
                 Err(why) => log::warn!("backend {} is down: {why}", backend.url.base),
