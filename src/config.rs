@@ -1302,7 +1302,12 @@ mod tests {
         assert_eq!(c.max_bytes, crate::cache::DEFAULT_MAX_BYTES);
         assert_eq!(c.max_object, crate::cache::DEFAULT_MAX_OBJECT);
         assert_eq!(c.default_ttl, crate::cache::DEFAULT_TTL);
-        let c = ok(&["-cache", "-cache-size=8MB", "-cache-max-object=64K", "-cache-ttl=5s"]);
+        let c = ok(&[
+            "-cache",
+            "-cache-size=8MB",
+            "-cache-max-object=64K",
+            "-cache-ttl=5s",
+        ]);
         let c = c.cache.expect("cache on");
         assert_eq!(c.max_bytes, 8 << 20);
         assert_eq!(c.max_object, 64 << 10);

@@ -319,7 +319,13 @@ fn port_in_use_exits_2_naming_the_address() {
 #[test]
 fn cache_flag_is_accepted_in_every_boolean_form() {
     let backend = Backend::start("a");
-    for cache in ["-cache=false", "--cache=0", "-cache=F", "-cache", "--cache=true"] {
+    for cache in [
+        "-cache=false",
+        "--cache=0",
+        "-cache=F",
+        "-cache",
+        "--cache=true",
+    ] {
         assert_serves(&strings(&[cache, "-b", &backend.url()]), &backend);
     }
 }

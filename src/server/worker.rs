@@ -205,24 +205,8 @@ impl Worker {
             Step::Miss(ticket) => Some(ticket),
             Step::Bypass => None,
         };
-        let mut lease = match shared.acquire(&[]) {
-            Ok(lease) => lease,
-            Err(e) => {
-                // The body (if any) is unread: the connection cannot be reused.
-                let reusable = keep_alive && head.framing == BodyFraming::None;
-                return answer.local(503, &e.to_string(), reusable);
-            }
-        };
         let wants_continue =
             head.expect_continue && head.framing != BodyFraming::None && self.input.is_empty();
-        if wants_continue
-            && (&conn.stream)
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .is_err()
-        {
-            return Next::Close;
-        }
-
         let config = &shared.config;
         let mut body = ClientBody::new(
             &conn.stream,
@@ -234,7 +218,31 @@ impl Worker {
         let buffered =
             matches!(head.framing, BodyFraming::Length(n) if n <= MAX_BUFFERED_BODY as u64);
         self.body.clear();
-        if buffered && body.read_all(&mut self.body).is_err() {
+        // A small body is read whole before a backend handle is taken: a client that stalls
+        // mid-body would otherwise hold one of the backend's `-n` handles for up to
+        // `-body-timeout`, and `-n` such clients would starve everyone else. A client that
+        // waits for `100 Continue` gets it only once a handle is held, so its body comes after.
+        let read_first = buffered && !wants_continue;
+        if read_first && body.read_all(&mut self.body).is_err() {
+            return answer.client_failed(body.failure());
+        }
+        let mut lease = match shared.acquire(&[]) {
+            Ok(lease) => lease,
+            Err(e) => {
+                // A request with a body closes the connection, even when its body was read
+                // whole (keeping it would be safe then; closing is the simpler rule).
+                let reusable = keep_alive && head.framing == BodyFraming::None;
+                return answer.local(503, &e.to_string(), reusable);
+            }
+        };
+        if wants_continue
+            && (&conn.stream)
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .is_err()
+        {
+            return Next::Close;
+        }
+        if buffered && !read_first && body.read_all(&mut self.body).is_err() {
             return answer.client_failed(body.failure());
         }
 
@@ -364,6 +372,9 @@ fn respond(
         fields: if cached { miss } else { &[] },
         capture: fill.as_mut().map(|f| &mut f.capture),
     };
+    // Decided again now: a drain that began while the backend was answering must reach the
+    // client as `Connection: close`, or its next request meets a closed connection.
+    let keep_alive = keep_alive && !shared.is_shutting_down();
     let relayed = relay(
         &conn.stream,
         &mut out.head,
