@@ -12,7 +12,7 @@
 mod support;
 
 use std::fs;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -407,6 +407,45 @@ fn stalled_streamed_bodies_hold_no_backend_handle() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn body_trickled_below_the_minimum_rate_gets_408_and_frees_its_worker() {
+    // One byte every 100 ms never trips the per-read -body-timeout (1 s), but it is far
+    // below 500 bytes a second: after the 1 s grace the worker gives up (MIN_BODY_RATE).
+    let b1 = Backend::start("b1");
+    let g = proxy(&[&b1], &["-workers", "1", "-body-timeout", "1s"]);
+    let addr = g.addr();
+    let started = Instant::now();
+    let trickler = thread::spawn(move || {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .write_all(b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 1000\r\n\r\n")
+            .expect("head");
+        for _ in 0..100 {
+            if stream.write_all(b"x").is_err() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(100));
+            if answers_within(&stream, Duration::from_millis(1)) {
+                break;
+            }
+        }
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    });
+    let answer = trickler.join().expect("trickler");
+    let took = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        took < Duration::from_secs(4),
+        "the trickler held its worker for {took:?}"
+    );
+    // The only worker is free again.
+    let (r, _) = timed_get(addr, "/");
+    assert_eq!(r.status, 200);
+    assert!(b1.received().iter().all(|r| r.method == "GET"));
 }
 
 /// `POST /echo` with a chunked body of `chunks` chunks of `size` bytes, last chunk included.

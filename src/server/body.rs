@@ -14,6 +14,12 @@ use std::time::{Duration, Instant};
 use super::stream::ClientStream;
 use crate::http1::{BodyFraming, ChunkedDecoder, ChunkedError};
 
+/// The slowest a request body may arrive on average, after a first `-body-timeout` of grace
+/// (Apache's `mod_reqtimeout` `MinRate`): each 500 bytes received buy one more second. A
+/// client trickling a body a byte at a time holds its worker for about `-body-timeout`, not
+/// for as long as it likes.
+pub(crate) const MIN_BODY_RATE: u64 = 500;
+
 /// Bytes read from the socket per read while decoding a chunked body.
 const CHUNKED_READ: usize = 16 * 1024;
 
@@ -46,6 +52,8 @@ pub(crate) struct ClientBody<'a> {
     delivered: u64,
     /// Longest wait for the next bytes (`-body-timeout`).
     timeout: Duration,
+    /// When reading the body began (for [`MIN_BODY_RATE`]).
+    started: Instant,
     /// `-max-body`: more de-chunked bytes than this fail the body.
     limit: Option<u64>,
 }
@@ -71,6 +79,7 @@ impl<'a> ClientBody<'a> {
             failure: None,
             delivered: 0,
             timeout,
+            started: Instant::now(),
             limit,
         }
     }
@@ -79,9 +88,11 @@ impl<'a> ClientBody<'a> {
         self.failure
     }
 
-    /// Body bytes handed out so far: none means a failed attempt sent nothing of it.
-    pub(crate) fn delivered(&self) -> u64 {
-        self.delivered
+    /// The latest moment the next read may end: `-body-timeout` from now, but never past
+    /// the start plus `-body-timeout` plus one second per [`MIN_BODY_RATE`] bytes received.
+    fn read_deadline(&self) -> Instant {
+        let allowance = Duration::from_secs_f64(self.delivered as f64 / MIN_BODY_RATE as f64);
+        (Instant::now() + self.timeout).min(self.started + self.timeout + allowance)
     }
 
     /// The whole body has been read.
@@ -93,14 +104,19 @@ impl<'a> ClientBody<'a> {
         }
     }
 
-    /// Reads the rest of the body into `out` (for a body small enough to keep for a retry).
-    pub(crate) fn read_all(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+    /// Reads into `out` until the body ends or `out` holds `limit` bytes; returns whether
+    /// the whole body has been read.
+    pub(crate) fn read_up_to(&mut self, out: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
         let mut chunk = [0u8; 8192];
-        while !self.is_complete() {
-            let n = self.read(&mut chunk)?;
+        while !self.is_complete() && out.len() < limit {
+            let want = (limit - out.len()).min(chunk.len());
+            let n = self.read(&mut chunk[..want])?;
+            if n == 0 {
+                break;
+            }
             out.extend_from_slice(&chunk[..n]);
         }
-        Ok(())
+        Ok(self.is_complete())
     }
 
     /// Drops the consumed bytes from the input buffer; what remains is the next request.
@@ -158,7 +174,8 @@ impl<'a> ClientBody<'a> {
             self.buf.clear();
             self.pos = 0;
             self.buf.resize(CHUNKED_READ, 0);
-            let result = read_into(self.stream, &mut self.buf[..], self.timeout);
+            let deadline = self.read_deadline();
+            let result = read_into(self.stream, &mut self.buf[..], deadline);
             let n = match result {
                 Ok(n) => n,
                 Err(e) => {
@@ -171,7 +188,8 @@ impl<'a> ClientBody<'a> {
     }
 
     fn read_socket(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        read_into(self.stream, out, self.timeout).map_err(|e| self.socket_error(e))
+        let deadline = self.read_deadline();
+        read_into(self.stream, out, deadline).map_err(|e| self.socket_error(e))
     }
 
     fn socket_error(&mut self, e: io::Error) -> io::Error {
@@ -183,14 +201,13 @@ impl<'a> ClientBody<'a> {
     }
 }
 
-/// One read, waiting up to `timeout` for bytes (the socket's own receive timeout is the
+/// One read, waiting until `deadline` for bytes (the socket's own receive timeout is the
 /// worker's short linger, so this loops over it); end of stream before the body is complete
 /// is an error.
-fn read_into(mut stream: &ClientStream, out: &mut [u8], timeout: Duration) -> io::Result<usize> {
+fn read_into(mut stream: &ClientStream, out: &mut [u8], deadline: Instant) -> io::Result<usize> {
     if out.is_empty() {
         return Ok(0);
     }
-    let started = Instant::now();
     loop {
         match stream.read(out) {
             Ok(0) => {
@@ -200,7 +217,7 @@ fn read_into(mut stream: &ClientStream, out: &mut [u8], timeout: Duration) -> io
                 ))
             }
             Ok(n) => return Ok(n),
-            Err(e) if super::worker::is_timeout(&e) && started.elapsed() < timeout => continue,
+            Err(e) if super::worker::is_timeout(&e) && Instant::now() < deadline => continue,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }

@@ -215,16 +215,19 @@ impl Worker {
             config.body_timeout,
             config.max_body,
         );
-        let buffered =
-            matches!(head.framing, BodyFraming::Length(n) if n <= MAX_BUFFERED_BODY as u64);
         self.body.clear();
-        // A small body is read whole before a backend handle is taken: a client that stalls
-        // mid-body would otherwise hold one of the backend's `-n` handles for up to
-        // `-body-timeout`, and `-n` such clients would starve everyone else. A client that
-        // waits for `100 Continue` gets it only once a handle is held, so its body comes after.
-        let read_first = buffered && !wants_continue;
-        if read_first && body.read_all(&mut self.body).is_err() {
-            return answer.client_failed(body.failure());
+        // Up to MAX_BUFFERED_BODY of the body is read before a backend handle is taken: a
+        // client that stalls mid-body would otherwise hold one of the backend's `-n` handles,
+        // and `-n` such clients would starve everyone else. A body that fits is complete
+        // here and can be sent again after a failed attempt; a longer one is streamed after
+        // this prefix. A client waiting for `100 Continue` gets it only once a handle is
+        // held, so its body is read after that.
+        let mut complete = head.framing == BodyFraming::None;
+        if !wants_continue && !complete {
+            match body.read_up_to(&mut self.body, MAX_BUFFERED_BODY) {
+                Ok(done) => complete = done,
+                Err(_) => return answer.client_failed(body.failure()),
+            }
         }
         let mut lease = match shared.acquire(&[]) {
             Ok(lease) => lease,
@@ -235,30 +238,36 @@ impl Worker {
                 return answer.local(503, &e.to_string(), reusable);
             }
         };
-        if wants_continue
-            && (&conn.stream)
+        if wants_continue {
+            if (&conn.stream)
                 .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
                 .is_err()
-        {
-            return Next::Close;
-        }
-        if buffered && !read_first && body.read_all(&mut self.body).is_err() {
-            return answer.client_failed(body.failure());
+            {
+                return Next::Close;
+            }
+            match body.read_up_to(&mut self.body, MAX_BUFFERED_BODY) {
+                Ok(done) => complete = done,
+                Err(_) => return answer.client_failed(body.failure()),
+            }
         }
 
-        // Another attempt is allowed when nothing of the body is lost: it was buffered, or
-        // not a byte of it was sent.
-        let replayable = |body: &ClientBody<'_>| buffered || body.delivered() == 0;
         let idempotent = forward::is_idempotent(&head.method);
         let mut tried: Vec<Arc<Backend>> = Vec::new();
         let mut fresh_retry_used = false;
         loop {
-            let outgoing = match head.framing {
-                BodyFraming::None => OutgoingBody::None,
-                _ if buffered => OutgoingBody::Buffered(&self.body),
-                framing => OutgoingBody::Streamed(&mut body, framing),
+            // The outgoing body borrows the client body only for the attempt; `sent` says
+            // whether any of it left (if not, another attempt loses nothing).
+            let (result, sent) = {
+                let mut streamed = PrefixedBody::new(&self.body, &mut body);
+                let outgoing = match head.framing {
+                    BodyFraming::None => OutgoingBody::None,
+                    _ if complete => OutgoingBody::Buffered(&self.body),
+                    framing => OutgoingBody::Streamed(&mut streamed, framing),
+                };
+                let result = forward::send(&lease, &head, conn.peer.ip(), shared.proto, outgoing);
+                (result, streamed.sent)
             };
-            let result = forward::send(&lease, &head, conn.peer.ip(), shared.proto, outgoing);
+            let replayable = complete || sent == 0;
             let error = match result {
                 Ok(response) => {
                     lease.backend().record_success();
@@ -285,9 +294,9 @@ impl Worker {
             let retry = match &error {
                 ForwardError::Connect(why) => {
                     mark_down(&backend, why);
-                    replayable(&body)
+                    replayable
                 }
-                ForwardError::Reset(_) => idempotent && replayable(&body),
+                ForwardError::Reset(_) => idempotent && replayable,
                 _ => false,
             };
             if !matches!(error, ForwardError::Connect(_) | ForwardError::Invalid(_)) {
@@ -409,6 +418,39 @@ fn respond(
             log::debug!("{}: client went away: {e}", conn.peer);
             Next::Close
         }
+    }
+}
+
+/// The body as sent upstream: the prefix already read, then the rest from the client.
+struct PrefixedBody<'a, 'b> {
+    prefix: &'a [u8],
+    rest: &'a mut ClientBody<'b>,
+    /// Bytes handed to ureq so far.
+    sent: u64,
+}
+
+impl<'a, 'b> PrefixedBody<'a, 'b> {
+    fn new(prefix: &'a [u8], rest: &'a mut ClientBody<'b>) -> Self {
+        PrefixedBody {
+            prefix,
+            rest,
+            sent: 0,
+        }
+    }
+}
+
+impl Read for PrefixedBody<'_, '_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let at = usize::try_from(self.sent).unwrap_or(usize::MAX);
+        let n = if at < self.prefix.len() {
+            let n = out.len().min(self.prefix.len() - at);
+            out[..n].copy_from_slice(&self.prefix[at..at + n]);
+            n
+        } else {
+            self.rest.read(out)?
+        };
+        self.sent += n as u64;
+        Ok(n)
     }
 }
 
