@@ -5,7 +5,8 @@
 //!   miss, flight    ──► waiter: waits on the Flight (no cache lock held) until it finishes
 //!                       or the caller's timeout passes, then looks up the store once more:
 //!                         stored and matching ─► hit
-//!                         otherwise            ─► fetches itself (ticket, not a leader)
+//!                         otherwise            ─► fetches itself without waiting again:
+//!                                                 a leader if no flight runs by then
 //!   leader's ticket stored or dropped (error, panic, unstorable)
 //!                   ──► Flight removed from the table, finished, all waiters woken
 //! ```

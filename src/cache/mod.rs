@@ -196,9 +196,10 @@ impl Cache {
     /// request-target as sent, query included) with the request's header fields.
     ///
     /// On a miss while another request fetches the same URL this waits up to `wait` for it
-    /// (collapsed forwarding), then looks again. A GET miss gets a ticket; the first GET miss
-    /// with no fetch running (and no `Range` or conditional fields) becomes the one others
-    /// wait for. HEAD is answered from a stored GET but never gets a ticket. A request
+    /// (collapsed forwarding), then looks again. A GET miss gets a ticket; a GET miss that
+    /// finds no fetch running (and has no `Range` or conditional fields) becomes the one
+    /// others wait for, also after waiting for a fetch that did not answer it. HEAD is
+    /// answered from a stored GET but never gets a ticket. A request
     /// [`request_is_cacheable`] refuses gets `Miss(None)` at once and is not counted.
     pub fn lookup(
         &self,
@@ -232,8 +233,12 @@ impl Cache {
                 }
                 inner.misses += 1;
                 // The leader failed, was not storable, stored another variant, or is still
-                // running past our patience: fetch alone, never wait twice.
-                let ticket = may_fill.then(|| self.ticket(&mut inner, key, req_headers, false));
+                // running past our patience: fetch without waiting twice. With no fetch
+                // running by now, lead this one. A response is stored only after its last
+                // byte went to the client, who may ask again at once: that request must find
+                // a flight to wait on, not fetch a third time.
+                let lead = inner.fills.leader(&key).is_none() && policy::may_lead(req_headers);
+                let ticket = may_fill.then(|| self.ticket(&mut inner, key, req_headers, lead));
                 Lookup::Miss(ticket)
             }
             running => {
