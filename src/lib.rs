@@ -16,3 +16,6 @@ pub mod metrics;
 pub mod server;
 pub mod tls;
 pub mod upstream;
+
+#[cfg(test)]
+mod test_util;

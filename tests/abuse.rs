@@ -11,6 +11,8 @@
 
 mod support;
 
+use support::wait_until;
+
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -49,20 +51,6 @@ fn timed_get(addr: SocketAddr, path: &str) -> (Response, Duration) {
     let started = Instant::now();
     let r = get(addr, path);
     (r, started.elapsed())
-}
-
-/// Polls `cond` every 10 ms until it holds (true) or `timeout` passes (false).
-fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Polls `goaround_client_connections` until it is `n`; panics with the last value if not.

@@ -12,6 +12,8 @@
 
 mod support;
 
+use support::wait_until;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -58,20 +60,6 @@ fn post_request(path: &str, body: &str) -> String {
 /// `X-Backend` of a fixture response: who served it.
 fn served_by(r: &Response) -> &str {
     r.header("x-backend").unwrap_or("(none)")
-}
-
-/// Polls `cond` every 10 ms until it holds (true) or `timeout` passes (false).
-fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Output lines of `g` that contain `needle`.

@@ -8,6 +8,8 @@
 
 mod support;
 
+use support::wait_until;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -21,24 +23,9 @@ use support::{control, get, run_cli, Backend, Conn, Goaround, Response};
 
 /// Upper bound for anything that should happen within a few health intervals.
 const SOON: Duration = Duration::from_secs(5);
-const POLL_EVERY: Duration = Duration::from_millis(10);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers (small enough not to belong in tests/support).
-
-/// Polls `cond` until it holds (true) or `timeout` passes (false).
-fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(POLL_EVERY);
-    }
-}
 
 fn up_series(url: &str) -> String {
     format!("goaround_backend_up{{backend=\"{url}\"}}")

@@ -69,16 +69,7 @@ fn field_value<'a>(req: &'a HeaderMap, name: &HeaderName) -> Option<Cow<'a, [u8]
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (name, value) in pairs {
-            h.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                value.parse().unwrap(),
-            );
-        }
-        h
-    }
+    use crate::test_util::headers;
 
     #[test]
     fn base_key_keeps_query_and_lowercases_host() {

@@ -360,16 +360,7 @@ fn vary_names(resp: &HeaderMap) -> Result<Vec<HeaderName>, NotStorable> {
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (name, value) in pairs {
-            h.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                value.parse().unwrap(),
-            );
-        }
-        h
-    }
+    use crate::test_util::headers;
 
     const LIMITS: Limits = Limits {
         default_ttl: Duration::from_secs(60),

@@ -207,16 +207,7 @@ mod tests {
 
     const KB: usize = 1024;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (name, value) in pairs {
-            h.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                value.parse().unwrap(),
-            );
-        }
-        h
-    }
+    use crate::test_util::headers;
 
     /// An entry of exactly `size` charged bytes under a one-byte key, varying on `vary`
     /// with the values of `req`.

@@ -42,16 +42,7 @@ fn cache() -> (Cache, Arc<ManualClock>) {
     (cache, clock)
 }
 
-fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    for (name, value) in pairs {
-        h.append(
-            HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            value.parse().unwrap(),
-        );
-    }
-    h
-}
+use crate::test_util::headers;
 
 fn fields(h: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
     h.iter().map(|(n, v)| (n.clone(), v.clone())).collect()

@@ -493,6 +493,21 @@ pub fn try_control(socket: &Path, line: &str) -> io::Result<String> {
     Ok(reply)
 }
 
+/// Polls `cond` every 10 ms until it holds (true) or `timeout` passes (false): how tests
+/// wait for something the binary does, never a fixed sleep.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
