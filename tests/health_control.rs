@@ -609,9 +609,12 @@ fn control_line_replaces_the_backend_set() {
         assert_eq!(served_by(&g), "b", "request {i} after a was removed");
     }
     assert_eq!(a.requests(), a_requests, "removed backend got new requests");
-    assert_eq!(
-        control(g.socket_path(), "list"),
-        format!("{} up in_flight=0\nok: 1 backends\n", b.url())
+    // The handle goes back just after the last response bytes are written: poll for it.
+    let listed = format!("{} up in_flight=0\nok: 1 backends\n", b.url());
+    assert!(
+        wait_until(SOON, || control(g.socket_path(), "list") == listed),
+        "list: {}",
+        control(g.socket_path(), "list")
     );
     assert_eq!(g.metric("goaround_backends"), Some(1.0));
     assert_eq!(g.metric(&up_series(&a.url())), None, "a still in /metrics");
@@ -657,9 +660,11 @@ fn invalid_control_line_changes_nothing() {
             "{line:?} answered {reply:?}"
         );
     }
-    assert_eq!(
-        control(g.socket_path(), "list"),
-        format!("{a_url} up in_flight=0\nok: 1 backends\n")
+    let listed = format!("{a_url} up in_flight=0\nok: 1 backends\n");
+    assert!(
+        wait_until(SOON, || control(g.socket_path(), "list") == listed),
+        "list: {}",
+        control(g.socket_path(), "list")
     );
     for i in 0..4 {
         assert_eq!(served_by(&g), "a", "request {i}");
