@@ -4,7 +4,7 @@ CARGO    ?= cargo
 MUSL     := x86_64-unknown-linux-musl
 BIN      := bin/goaround
 
-.PHONY: all build static test lint demo bench fuzz clean help musl-toolchain
+.PHONY: all build static test lint demo bench stress fuzz clean help musl-toolchain
 
 all: build
 
@@ -15,6 +15,7 @@ help:
 	@echo "make lint       cargo fmt --check and clippy -D warnings"
 	@echo "make demo       two fixture backends + goaround on :3000; Ctrl-C stops all"
 	@echo "make bench      wrk through the static binary vs. straight to a backend"
+	@echo "make stress     10,000 idle connections; wrk while backends change, die, and on SIGTERM"
 	@echo "make fuzz       each cargo-fuzz target for FUZZ_SECONDS (default 60)"
 
 build:
@@ -49,6 +50,10 @@ demo: build
 bench: static
 	$(CARGO) build --release --example fixture_backend
 	scripts/bench.sh
+
+stress: static
+	$(CARGO) build --release --example fixture_backend
+	scripts/stress.sh
 
 clean:
 	$(CARGO) clean
