@@ -68,9 +68,9 @@ wait_up() { # N: until N backends are up
   echo "stress: $1 backends never came up" >&2; return 1
 }
 
-wrk_summary() { # wrk output file -> "requests non2xx socket_errors"
+wrk_summary() { # wrk output file -> "requests non2xx connect_errors read_errors other_errors"
   awk '/requests in/ {r=$1} /Non-2xx/ {n=$5} /Socket errors/ {
-         gsub(",", ""); s=$4+$6+$8+$10 } END { printf "%d %d %d\n", r, n, s }' "$1"
+         gsub(",", ""); c=$4; rd=$6; o=$8+$10 } END { printf "%d %d %d %d %d\n", r, n, c, rd, o }' "$1"
 }
 
 backend a; backend b; backend c
@@ -115,16 +115,27 @@ echo "== 2. wrk -c$CONNS -d${DURATION}s while the set is replaced every 300 ms"
 goaround swap -b "http://$BACKEND_a" -b "http://$BACKEND_b"
 wait_up 2
 sets=("http://$BACKEND_a,http://$BACKEND_b" "http://$BACKEND_b,http://$BACKEND_c" "http://$BACKEND_a,http://$BACKEND_c")
-( end=$((SECONDS + DURATION)); i=0
-  while [ $SECONDS -lt $end ]; do
-    python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(sys.argv[2].encode()+b"\n"); s.shutdown(socket.SHUT_WR); s.recv(100)' \
-      "$W/swap.sock" "${sets[$((i % 3))]}"
-    i=$((i + 1)); sleep 0.3
-  done; echo "$i" > "$W/swaps" ) &
+python3 - "$W/swap.sock" "$DURATION" "$W/swaps" "${sets[@]}" <<'PY' &
+import socket, sys, time
+path, duration, out, sets = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4:]
+end, n = time.monotonic() + duration, 0
+while time.monotonic() < end:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    s.sendall(sets[n % len(sets)].encode() + b"\n")
+    s.shutdown(socket.SHUT_WR)
+    reply = s.recv(100)
+    assert reply.startswith(b"ok:"), reply
+    s.close()
+    n += 1
+    time.sleep(0.3)
+open(out, "w").write(str(n))
+PY
 wrk -t2 -c"$CONNS" -d"${DURATION}s" "http://$GA/" > "$W/swap.wrk" 2>&1
 wait $! 2>/dev/null || true
-read -r req non2xx sock < <(wrk_summary "$W/swap.wrk")
-echo "requests $req, non-2xx $non2xx, socket errors $sock, set replaced $(cat "$W/swaps") times"
+read -r req non2xx conn rd other < <(wrk_summary "$W/swap.wrk")
+echo "requests $req, non-2xx $non2xx, socket errors connect/read/other $conn/$rd/$other," \
+     "set replaced $(cat "$W/swaps") times"
 kill "$GA_PID"; wait "$GA_PID" 2>/dev/null || true
 
 echo
@@ -133,8 +144,8 @@ goaround kill -b "http://$BACKEND_a" -b "http://$BACKEND_b"
 wait_up 2
 ( sleep $((DURATION / 3)); kill "$BPID_b" ) &
 wrk -t2 -c"$CONNS" -d"${DURATION}s" "http://$GA/" > "$W/kill.wrk" 2>&1
-read -r req non2xx sock < <(wrk_summary "$W/kill.wrk")
-echo "requests $req, non-2xx $non2xx, socket errors $sock"
+read -r req non2xx conn rd other < <(wrk_summary "$W/kill.wrk")
+echo "requests $req, non-2xx $non2xx, socket errors connect/read/other $conn/$rd/$other"
 kill "$GA_PID"; wait "$GA_PID" 2>/dev/null || true
 
 echo
@@ -148,6 +159,6 @@ WRK=$!
 set +e; wait "$GA_PID"; code=$?; set -e
 exited=$((SECONDS - start))
 wait "$WRK" 2>/dev/null || true
-read -r req non2xx sock < <(wrk_summary "$W/term.wrk")
-echo "goaround exit status $code after ~${exited}s; wrk: requests $req, non-2xx $non2xx," \
-     "socket errors $sock (connections refused or closed after the drain)"
+read -r req non2xx conn rd other < <(wrk_summary "$W/term.wrk")
+echo "goaround exit status $code, ~${exited}s after start; wrk: requests $req, non-2xx $non2xx;"
+echo "  socket errors: connect $conn (refused once the listener closed), read $rd, other $other"

@@ -105,8 +105,9 @@ impl Poller {
         Ok((poller, Parker { tx, waker }))
     }
 
-    /// Runs until shutdown; then closes the listener and every parked connection, and drops
-    /// the ready queue's sender so that workers exit once their queue is empty.
+    /// Runs until shutdown; then answers what is already queued in the kernel, closes the
+    /// listener and every idle parked connection, and drops the ready queue's sender so that
+    /// workers exit once their queue is empty.
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         let mut next_sweep = Instant::now() + SWEEP_EVERY;
@@ -118,17 +119,19 @@ impl Poller {
                 }
                 continue;
             }
-            if self.shared.is_shutting_down() {
-                break;
-            }
+            let stopping = self.shared.is_shutting_down();
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(),
-                    WAKER => {}
+                    LISTENER if !stopping => self.accept(),
+                    LISTENER | WAKER => {}
+                    // A request that arrived before the drain began is still answered.
                     Token(slot) => self.hand_over(slot),
                 }
             }
             self.take_parked();
+            if stopping {
+                break;
+            }
             let now = Instant::now();
             if now >= next_sweep {
                 self.sweep(now);
@@ -136,6 +139,16 @@ impl Poller {
                 next_sweep = now + SWEEP_EVERY;
             }
         }
+        // Connections parked in the last round may already hold their next request.
+        if self.poll.poll(&mut events, Some(Duration::ZERO)).is_ok() {
+            for event in events.iter() {
+                let Token(slot) = event.token();
+                if event.token() != LISTENER && event.token() != WAKER {
+                    self.hand_over(slot);
+                }
+            }
+        }
+        self.take_accept_queue();
         self.listener = None;
         self.slots.clear();
         // Connections parked from now on are closed as they arrive: the channel is dropped
@@ -187,6 +200,31 @@ impl Poller {
                 let deadline = Instant::now() + self.shared.config.handshake_timeout;
                 Ok((ClientStream::tls(tcp, tls.current())?, Some(deadline)))
             }
+        }
+    }
+
+    /// At shutdown: connections the kernel already accepted would be reset when the listener
+    /// closes. They get their first request answered instead (with `Connection: close`, as
+    /// every response during the drain); one that has sent nothing yet is closed.
+    fn take_accept_queue(&mut self) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        let mut taken = 0;
+        while let Ok((stream, peer)) = listener.accept() {
+            if self.shared.prepare_client_socket(&stream).is_err() {
+                continue;
+            }
+            let Ok((stream, deadline)) = self.client_stream(stream) else {
+                continue;
+            };
+            let _ = self
+                .ready_tx
+                .send(Conn::new(stream, peer, deadline, &self.open));
+            taken += 1;
+        }
+        if taken > 0 {
+            log::info!("answering {taken} connections accepted just before shutdown");
         }
     }
 
