@@ -17,29 +17,9 @@ THREADS=${THREADS:-2}
 PATHS=${PATHS:-"/ /bytes/1024 /bytes/65536"}
 HANDLES=${HANDLES:-32}
 WORKERS=${WORKERS:-64}
-FIXTURE=${FIXTURE:-target/release/examples/fixture_backend}
-GOAROUND=${GOAROUND:-bin/goaround}
-
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
-
-W=$(mktemp -d /tmp/goaround-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$W"
-}
-trap cleanup EXIT INT TERM
-
-# wait_for_line FILE REGEX: prints the first match, waiting up to 10 s for it to appear.
-wait_for_line() {
-  for _ in $(seq 1 100); do
-    if grep -m1 -oE "$2" "$1" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "bench: no '$2' in $1:" >&2; cat "$1" >&2; return 1
-}
+NAME=bench
+# shellcheck source=scripts/common.sh
+source scripts/common.sh
 
 "$FIXTURE" --port 0 --name b1 >"$W/b1.out" 2>&1 & PIDS+=($!)
 "$FIXTURE" --port 0 --name b2 >"$W/b2.out" 2>&1 & PIDS+=($!)

@@ -17,28 +17,9 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-32}
 IDLE=${IDLE:-10000}
-FIXTURE=${FIXTURE:-target/release/examples/fixture_backend}
-GOAROUND=${GOAROUND:-bin/goaround}
-
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
-
-W=$(mktemp -d /tmp/goaround-stress.XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$W"
-}
-trap cleanup EXIT INT TERM
-
-wait_for_line() { # FILE REGEX: first match, within 10 s
-  for _ in $(seq 1 100); do
-    if grep -m1 -oE "$2" "$1" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "stress: no '$2' in $1" >&2; cat "$1" >&2; return 1
-}
+NAME=stress
+# shellcheck source=scripts/common.sh
+source scripts/common.sh
 
 backend() { # NAME -> starts a fixture backend, sets BACKEND_<NAME> (addr) and BPID_<NAME>
   "$FIXTURE" --port 0 --name "$1" >"$W/$1.out" 2>&1 &
