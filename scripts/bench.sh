@@ -59,7 +59,7 @@ run() { # url -> "rps p50_ms p99_ms errors"
     printf "%.0f %.3f %.3f %d\n", $2 / ($3 / 1e6), $4 / 1000, $5 / 1000, $6 }'
 }
 
-echo "goaround $("$GOAROUND" -version | awk '{print $2}') ($(file -b "$GOAROUND" | cut -d, -f1-2 | tr -d '\n')),"
+echo "goaround $("$GOAROUND" -version | awk '{print $2}') ($(file -b "$GOAROUND" | grep -oE 'static(-pie)? linked|dynamically linked')),"
 echo "wrk -t$THREADS -c$CONNS -d${DURATION}s; goaround -n $HANDLES -workers $WORKERS over 2 fixture backends"
 echo "direct = the same load straight to one fixture backend; ratio = goaround / direct req/s"
 echo
