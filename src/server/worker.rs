@@ -194,9 +194,10 @@ impl Worker {
             Step::Hit(hit) => {
                 // A GET with a body is odd but legal; its body is unread, so close after.
                 let reusable = keep_alive && head.framing == BodyFraming::None;
+                let seconds = started.elapsed().as_secs_f64();
                 shared
                     .metrics
-                    .request(crate::metrics::CACHE, hit.status.as_u16(), 0.0);
+                    .request(crate::metrics::CACHE, hit.status.as_u16(), seconds);
                 return match caching::write_hit(&conn.stream, &head, &hit, reusable) {
                     true if reusable => Next::KeepAlive,
                     _ => Next::Close,
@@ -336,9 +337,16 @@ impl Worker {
             lease = match shared.acquire(&tried) {
                 Ok(next) => next,
                 Err(_) => {
+                    log::warn!(
+                        "{} {}: gave up after {} backends failed, last {}: {error}",
+                        head.method,
+                        head.target,
+                        tried.len(),
+                        backend.url
+                    );
                     let reusable = keep_alive && body.is_complete();
                     body.finish();
-                    return answer.local(502, "no backend could be reached", reusable);
+                    return answer.local(502, "no backend answered", reusable);
                 }
             };
         }
