@@ -526,7 +526,7 @@ fn passive_failure(backend: &Backend, error: &ForwardError, max_fails: u32) {
 /// degraded connection); its health thread checks it again a second later and brings it back
 /// when `/health` passes.
 fn mark_down(backend: &Backend, why: &str) {
-    if backend.set_up(false) {
+    if backend.mark_down_passively() {
         log::warn!("backend {} is down: {why}", backend.url.base);
     }
     backend.wake_health();

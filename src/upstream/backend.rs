@@ -75,6 +75,9 @@ pub struct Backend {
     served: AtomicU64,
     /// Failed exchanges in a row (passive health); any success resets it.
     failures: AtomicU32,
+    /// Times requests took the backend out; a health check that began before the latest one
+    /// must not bring it back.
+    passive_downs: AtomicU64,
     handles_tx: Sender<Handle>,
     handles_rx: Receiver<Handle>,
     /// Wakes the backend's health thread early (added, retired, or a passive failure).
@@ -99,6 +102,7 @@ impl Backend {
             in_flight: AtomicUsize::new(0),
             served: AtomicU64::new(0),
             failures: AtomicU32::new(0),
+            passive_downs: AtomicU64::new(0),
             handles_tx,
             handles_rx,
             health_wake,
@@ -137,6 +141,19 @@ impl Backend {
 
     pub fn served(&self) -> u64 {
         self.served.load(Ordering::Relaxed)
+    }
+
+    /// Requests found the backend failing: take it out now. Returns true on a transition.
+    pub fn mark_down_passively(&self) -> bool {
+        self.passive_downs.fetch_add(1, Ordering::AcqRel);
+        self.set_up(false)
+    }
+
+    /// How many times requests took the backend out (see [`mark_down_passively`]).
+    ///
+    /// [`mark_down_passively`]: Self::mark_down_passively
+    pub fn passive_downs(&self) -> u64 {
+        self.passive_downs.load(Ordering::Acquire)
     }
 
     /// Passive health: an exchange got a response head.

@@ -49,19 +49,23 @@ fn run(backend: &Backend, settings: HealthSettings, metrics: &Metrics) {
     let agent = agent(&settings);
     let url = format!("{}/health", backend.url.base);
     while !backend.is_retired() {
+        let downs_before = backend.passive_downs();
         let result = check(&agent, &url);
         if backend.is_retired() {
             break;
         }
         metrics.health_check(&backend.url.base, result.is_ok());
-        let up = result.is_ok();
+        // A pass that began before requests took the backend out says nothing about it:
+        // keep it out until a check that started afterwards passes.
+        let up = result.is_ok() && backend.passive_downs() == downs_before;
         // The first verdict is always worth a line: a backend that is down from the start
         // would otherwise never be mentioned above debug.
         let first = backend.is_pending();
         if backend.set_up(up) || (first && !up) {
             match &result {
-                Ok(()) => log::info!("backend {} is up", backend.url.base),
+                _ if up => log::info!("backend {} is up", backend.url.base),
                 Err(why) => log::warn!("backend {} is down: {why}", backend.url.base),
+                Ok(()) => log::warn!("backend {} is down: requests failed", backend.url.base),
             }
         } else if let Err(why) = &result {
             log::debug!("backend {} still down: {why}", backend.url.base);
