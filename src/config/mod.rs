@@ -6,14 +6,18 @@
 //! Defaults live here and nowhere else (README.md repeats them; `--help` shows them too, and a
 //! test checks that what it shows is what [`Config::from_raw`] applies).
 //!
-//! It also owns the two value grammars other layers share: backend URLs ([`BackendUrl`], and
-//! the control socket's comma-separated list, [`parse_backend_list`]) and Go durations
-//! ([`parse_duration`]). Whether a backend answers is `upstream`'s business, not ours.
+//! The value grammars other layers share live in submodules and are re-exported here, so they
+//! are named `config::…` like the rest: backend URLs ([`BackendUrl`], and the control socket's
+//! comma-separated list, [`parse_backend_list`]) in `backend_url`; Go durations
+//! ([`parse_duration`]) and byte sizes ([`parse_size`]) in `units`. This file keeps the flag
+//! checks, the defaults and the error types. Whether a backend answers is `upstream`'s
+//! business, not ours.
 
-use std::collections::HashSet;
+mod backend_url;
+mod units;
+
 use std::fmt;
-use std::net::IpAddr;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::num::IntErrorKind;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,6 +25,10 @@ use std::time::Duration;
 use crate::cache::{self, CacheConfig};
 use crate::cli::RawOptions;
 use crate::tls::TlsFiles;
+
+use backend_url::backend_flags;
+pub use backend_url::{parse_backend_list, BackendUrl, UrlProblem};
+pub use units::{parse_duration, parse_size};
 
 /// `-bind`: every IPv4 interface.
 pub(crate) const DEFAULT_BIND: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
@@ -118,14 +126,6 @@ pub struct Config {
     pub backend_ca: Option<PathBuf>,
     /// `-cache` with `-cache-size` (64MB), `-cache-max-object` (1MB), `-cache-ttl` (60s).
     pub cache: Option<CacheConfig>,
-}
-
-/// A backend base URL: `http://host:port` or `https://host:port`, no path beyond `/`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct BackendUrl {
-    /// Normalised form, e.g. `http://127.0.0.1:9001` (no trailing slash). Used as the
-    /// backend's identity in logs, metrics labels and the control socket.
-    pub base: String,
 }
 
 impl Config {
@@ -347,34 +347,6 @@ fn max_body(value: Option<&str>) -> Result<Option<u64>, ConfigError> {
     Ok((n > 0).then_some(n))
 }
 
-/// A byte size: a whole number with an optional binary suffix `K`, `M`, `G` (or `KB`, `MB`,
-/// `GB`, any case): `512K` is 524288 bytes.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(digits_end);
-    if digits.is_empty() {
-        return Err(format!(
-            "invalid size {s:?}: expected a number such as 512K or 64M"
-        ));
-    }
-    let shift = match unit.to_ascii_uppercase().as_str() {
-        "" | "B" => 0,
-        "K" | "KB" => 10,
-        "M" | "MB" => 20,
-        "G" | "GB" => 30,
-        _ => {
-            return Err(format!(
-                "invalid size {s:?}: unknown unit {unit:?} (K, M or G)"
-            ))
-        }
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(1 << shift))
-        .ok_or_else(|| format!("size {s:?} is too large"))
-}
-
 /// A positive byte size that fits in memory.
 fn size(flag: &'static str, value: Option<&str>, default: usize) -> Result<usize, ConfigError> {
     let Some(value) = value else {
@@ -410,256 +382,6 @@ fn socket(value: Option<&str>) -> Result<PathBuf, ConfigError> {
         Some("") => Err(invalid("socket", "", ValueProblem::Empty)),
         Some(path) => Ok(PathBuf::from(path)),
     }
-}
-
-fn backend_flags(values: &[String]) -> Result<Vec<BackendUrl>, ConfigError> {
-    let urls = values
-        .iter()
-        .map(|value| {
-            parse_url(value).map_err(|problem| ConfigError::BackendFlag {
-                value: value.clone(),
-                problem,
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    reject_duplicates(urls)
-}
-
-/// Two spellings of one backend (`http://A`, `http://a:80/`) are the same backend.
-fn reject_duplicates(urls: Vec<BackendUrl>) -> Result<Vec<BackendUrl>, ConfigError> {
-    let mut seen = HashSet::new();
-    for url in &urls {
-        if !seen.insert(url.base.as_str()) {
-            return Err(ConfigError::DuplicateBackend(url.base.clone()));
-        }
-    }
-    Ok(urls)
-}
-
-/// Parses the backend list written to the control socket: comma-separated URLs, whitespace
-/// around each one (and the line ending) ignored. The list replaces every backend, so an
-/// empty list, an empty item or a duplicate is refused rather than guessed at.
-pub fn parse_backend_list(line: &str) -> Result<Vec<BackendUrl>, ConfigError> {
-    if line.trim().is_empty() {
-        return Err(ConfigError::EmptyBackendList);
-    }
-    let urls = line
-        .split(',')
-        .map(str::trim)
-        .map(|item| match item {
-            "" => Err(ConfigError::EmptyBackendItem),
-            _ => BackendUrl::parse(item),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    reject_duplicates(urls)
-}
-
-impl BackendUrl {
-    /// Parses and normalises `http(s)://host[:port][/]`: lowercase scheme and host, port
-    /// always written, IPv6 in brackets in its canonical form.
-    pub fn parse(s: &str) -> Result<BackendUrl, ConfigError> {
-        parse_url(s).map_err(|problem| ConfigError::Backend {
-            value: s.to_string(),
-            problem,
-        })
-    }
-
-    /// The `host:port` part of [`base`](Self::base), e.g. `127.0.0.1:9001` or `[::1]:80`.
-    pub fn host_port(&self) -> &str {
-        self.base
-            .split_once("://")
-            .map_or(self.base.as_str(), |(_, rest)| rest)
-    }
-
-    pub fn is_https(&self) -> bool {
-        self.base.starts_with("https://")
-    }
-}
-
-impl fmt::Display for BackendUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.base)
-    }
-}
-
-/// RFC 3986 section 3: `scheme "://" authority path-abempty ["?" query] ["#" fragment]`, of
-/// which only `http`/`https`, a `host[:port]` authority and an empty or "/" path are ours.
-fn parse_url(s: &str) -> Result<BackendUrl, UrlProblem> {
-    let (scheme, rest) = s.split_once("://").ok_or(UrlProblem::NotHttp)?;
-    let (scheme, default_port) = match scheme.to_ascii_lowercase().as_str() {
-        "http" => ("http", 80),
-        "https" => ("https", 443),
-        _ => return Err(UrlProblem::NotHttp),
-    };
-    let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
-    // RFC 3986 section 3.2.1: userinfo would end up in logs and metrics labels.
-    if authority.contains('@') {
-        return Err(UrlProblem::UserInfo);
-    }
-    let (host, port) = split_host_port(authority)?;
-    let port = port.map_or(Ok(default_port), url_port)?;
-    if tail.contains(['?', '#']) {
-        return Err(UrlProblem::QueryOrFragment);
-    }
-    if !matches!(tail, "" | "/") {
-        return Err(UrlProblem::Path);
-    }
-    Ok(BackendUrl {
-        base: format!("{scheme}://{host}:{port}"),
-    })
-}
-
-/// Splits `host[:port]` (RFC 3986 section 3.2.2), returning the normalised host.
-fn split_host_port(authority: &str) -> Result<(String, Option<&str>), UrlProblem> {
-    if let Some(bracketed) = authority.strip_prefix('[') {
-        let (addr, after) = bracketed.split_once(']').ok_or(UrlProblem::InvalidHost)?;
-        let ip: Ipv6Addr = addr.parse().map_err(|_| UrlProblem::InvalidHost)?;
-        let port = match after {
-            "" => None,
-            _ => Some(after.strip_prefix(':').ok_or(UrlProblem::InvalidHost)?),
-        };
-        return Ok((format!("[{ip}]"), port));
-    }
-    let (host, port) = match authority.split_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (authority, None),
-    };
-    // A second ':' means an IPv6 address without its brackets.
-    if port.is_some_and(|p| p.contains(':')) {
-        return Err(UrlProblem::UnbracketedIpv6);
-    }
-    if host.is_empty() {
-        return Err(UrlProblem::EmptyHost);
-    }
-    // RFC 3986 reg-name, minus percent-encoding and sub-delims: nothing a DNS name needs.
-    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
-    if !host.bytes().all(plain) {
-        return Err(UrlProblem::InvalidHost);
-    }
-    Ok((host.to_ascii_lowercase(), port))
-}
-
-/// A backend's port: decimal digits, 1..=65535 (0 cannot be connected to).
-fn url_port(s: &str) -> Result<u16, UrlProblem> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(UrlProblem::InvalidPort);
-    }
-    s.parse()
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or(UrlProblem::InvalidPort)
-}
-
-/// Go's `time.ParseDuration`: a sequence of decimal numbers, each with an optional fraction
-/// and a unit (`ns`, `us`/`µs`, `ms`, `s`, `m`, `h`), e.g. "300ms" or "1h30m"; "0" alone needs
-/// no unit. Unlike Go, a negative duration is an error. Same limit as Go: about 292 years.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    if s.starts_with('-') {
-        return Err(format!("negative duration {s:?}"));
-    }
-    let mut rest = s.strip_prefix('+').unwrap_or(s);
-    if rest == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if rest.is_empty() {
-        return Err(format!("invalid duration {s:?}"));
-    }
-    let mut total: u64 = 0;
-    while !rest.is_empty() {
-        let (nanos, after) = duration_term(rest, s)?;
-        total = total
-            .checked_add(nanos)
-            .filter(|t| *t <= MAX_DURATION_NANOS)
-            .ok_or_else(|| format!("invalid duration {s:?}"))?;
-        rest = after;
-    }
-    Ok(Duration::from_nanos(total))
-}
-
-/// Go's `time.Duration` is an i64 of nanoseconds.
-const MAX_DURATION_NANOS: u64 = i64::MAX as u64;
-
-/// One `<number><unit>` at the start of `s`, in nanoseconds, and what follows it. `whole` is
-/// the full input, for messages.
-fn duration_term<'a>(s: &'a str, whole: &str) -> Result<(u64, &'a str), String> {
-    let invalid = || format!("invalid duration {whole:?}");
-    let (int_digits, after_int) = split_digits(s);
-    let (frac_digits, after_frac) = match after_int.strip_prefix('.') {
-        Some(after_dot) => split_digits(after_dot),
-        None => ("", after_int),
-    };
-    // Also rejects a term that starts with anything but a digit or '.'.
-    if int_digits.is_empty() && frac_digits.is_empty() {
-        return Err(invalid());
-    }
-    let unit_len = after_frac
-        .bytes()
-        .take_while(|b| *b != b'.' && !b.is_ascii_digit())
-        .count();
-    if unit_len == 0 {
-        return Err(format!("missing unit in duration {whole:?}"));
-    }
-    // The unit ends at an ASCII byte (or the end), so this is a char boundary.
-    let (unit, rest) = after_frac.split_at(unit_len);
-    let unit_nanos =
-        unit_nanos(unit).ok_or_else(|| format!("unknown unit {unit:?} in duration {whole:?}"))?;
-    let whole_nanos = leading_int(int_digits)
-        .filter(|v| *v <= (1 << 63) / unit_nanos)
-        .ok_or_else(invalid)?
-        * unit_nanos;
-    let (frac, scale) = leading_fraction(frac_digits);
-    // Float, as in Go, to stay nanosecond-exact for fractions of hours; truncates like Go.
-    let frac_nanos = (frac as f64 * (unit_nanos as f64 / scale)) as u64;
-    let nanos = whole_nanos + frac_nanos;
-    if nanos > 1 << 63 {
-        return Err(invalid());
-    }
-    Ok((nanos, rest))
-}
-
-fn split_digits(s: &str) -> (&str, &str) {
-    s.split_at(s.bytes().take_while(u8::is_ascii_digit).count())
-}
-
-/// Go's `leadingInt`: `None` past 1<<63.
-fn leading_int(digits: &str) -> Option<u64> {
-    digits.bytes().try_fold(0u64, |x, b| {
-        let y = x.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
-        (y <= 1 << 63).then_some(y)
-    })
-}
-
-/// Go's `leadingFraction`: the digits as an integer and 10^(digits used); digits that would
-/// overflow are dropped, which only loses precision far below a nanosecond.
-fn leading_fraction(digits: &str) -> (u64, f64) {
-    let mut x: u64 = 0;
-    let mut scale = 1.0;
-    for b in digits.bytes() {
-        match x
-            .checked_mul(10)
-            .and_then(|y| y.checked_add(u64::from(b - b'0')))
-        {
-            Some(y) if y <= 1 << 63 => {
-                x = y;
-                scale *= 10.0;
-            }
-            _ => break,
-        }
-    }
-    (x, scale)
-}
-
-fn unit_nanos(unit: &str) -> Option<u64> {
-    Some(match unit {
-        "ns" => 1,
-        // U+00B5 micro sign and U+03BC Greek mu, as Go accepts both.
-        "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        "m" => 60 * 1_000_000_000,
-        "h" => 3600 * 1_000_000_000,
-        _ => return None,
-    })
 }
 
 /// Why a flag value or a backend list was refused.
@@ -708,19 +430,6 @@ pub enum ValueProblem {
     Size(String),
 }
 
-/// What is wrong with a backend URL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UrlProblem {
-    NotHttp,
-    EmptyHost,
-    InvalidHost,
-    UnbracketedIpv6,
-    InvalidPort,
-    UserInfo,
-    QueryOrFragment,
-    Path,
-}
-
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -756,21 +465,6 @@ impl fmt::Display for ValueProblem {
             ValueProblem::NotPositive => f.write_str("must be greater than zero"),
             ValueProblem::Duration(cause) | ValueProblem::Size(cause) => f.write_str(cause),
         }
-    }
-}
-
-impl fmt::Display for UrlProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            UrlProblem::NotHttp => "not an absolute http(s) URL",
-            UrlProblem::EmptyHost => "empty host",
-            UrlProblem::InvalidHost => "invalid host",
-            UrlProblem::UnbracketedIpv6 => "IPv6 addresses must be in brackets",
-            UrlProblem::InvalidPort => "invalid port",
-            UrlProblem::UserInfo => "user info is not supported",
-            UrlProblem::QueryOrFragment => "query and fragment are not supported",
-            UrlProblem::Path => "paths are not supported",
-        })
     }
 }
 
@@ -1029,246 +723,6 @@ mod tests {
     }
 
     #[test]
-    fn backend_urls() {
-        let cases: &[(&str, Result<&str, UrlProblem>)] = &[
-            ("http://127.0.0.1:9001", Ok("http://127.0.0.1:9001")),
-            ("http://127.0.0.1:9001/", Ok("http://127.0.0.1:9001")),
-            ("http://localhost", Ok("http://localhost:80")),
-            ("https://localhost", Ok("https://localhost:443")),
-            ("https://localhost:80", Ok("https://localhost:80")),
-            (
-                "HtTpS://Back-End.Example.COM:8443/",
-                Ok("https://back-end.example.com:8443"),
-            ),
-            ("http://a_b.local", Ok("http://a_b.local:80")),
-            ("http://h:0080", Ok("http://h:80")),
-            ("http://[::1]", Ok("http://[::1]:80")),
-            ("http://[::1]:9000/", Ok("http://[::1]:9000")),
-            ("http://[0:0:0:0:0:0:0:1]:9000", Ok("http://[::1]:9000")),
-            ("http://[FE80::A]:1", Ok("http://[fe80::a]:1")),
-            ("localhost:9000", Err(UrlProblem::NotHttp)),
-            ("", Err(UrlProblem::NotHttp)),
-            ("//host", Err(UrlProblem::NotHttp)),
-            ("ftp://host", Err(UrlProblem::NotHttp)),
-            ("http:/host", Err(UrlProblem::NotHttp)),
-            ("httpx://host", Err(UrlProblem::NotHttp)),
-            (" http://host", Err(UrlProblem::NotHttp)),
-            ("http://", Err(UrlProblem::EmptyHost)),
-            ("http:///", Err(UrlProblem::EmptyHost)),
-            ("http://:80", Err(UrlProblem::EmptyHost)),
-            ("http://a b", Err(UrlProblem::InvalidHost)),
-            ("http://a%41", Err(UrlProblem::InvalidHost)),
-            ("http://host ", Err(UrlProblem::InvalidHost)),
-            ("http://[::1", Err(UrlProblem::InvalidHost)),
-            ("http://[]", Err(UrlProblem::InvalidHost)),
-            ("http://[1.2.3.4]", Err(UrlProblem::InvalidHost)),
-            ("http://[::1]80", Err(UrlProblem::InvalidHost)),
-            ("http://[fe80::1%25eth0]", Err(UrlProblem::InvalidHost)),
-            ("http://::1", Err(UrlProblem::UnbracketedIpv6)),
-            ("http://fe80::1:80", Err(UrlProblem::UnbracketedIpv6)),
-            ("http://h:", Err(UrlProblem::InvalidPort)),
-            ("http://h:0", Err(UrlProblem::InvalidPort)),
-            ("http://h:65536", Err(UrlProblem::InvalidPort)),
-            ("http://h:+80", Err(UrlProblem::InvalidPort)),
-            ("http://h:http", Err(UrlProblem::InvalidPort)),
-            ("http://[::1]:", Err(UrlProblem::InvalidPort)),
-            ("http://user@h", Err(UrlProblem::UserInfo)),
-            ("http://user:pw@h:80/", Err(UrlProblem::UserInfo)),
-            ("http://h?x=1", Err(UrlProblem::QueryOrFragment)),
-            ("http://h/?", Err(UrlProblem::QueryOrFragment)),
-            ("http://h#top", Err(UrlProblem::QueryOrFragment)),
-            ("http://h/api", Err(UrlProblem::Path)),
-            ("http://h//", Err(UrlProblem::Path)),
-            ("http://h/api/", Err(UrlProblem::Path)),
-        ];
-        for (input, want) in cases {
-            let got = BackendUrl::parse(input);
-            match want {
-                Ok(base) => assert_eq!(got, Ok(url(base)), "{input:?}"),
-                Err(problem) => assert_eq!(
-                    got,
-                    Err(ConfigError::Backend {
-                        value: input.to_string(),
-                        problem: *problem
-                    }),
-                    "{input:?}"
-                ),
-            }
-        }
-    }
-
-    #[test]
-    fn backend_url_parts() {
-        let cases = [
-            ("http://127.0.0.1:9001", "127.0.0.1:9001", false),
-            ("https://Example.com", "example.com:443", true),
-            ("http://[::1]", "[::1]:80", false),
-        ];
-        for (input, host_port, https) in cases {
-            let u = BackendUrl::parse(input).unwrap();
-            assert_eq!(u.host_port(), host_port, "{input}");
-            assert_eq!(u.is_https(), https, "{input}");
-            assert_eq!(u.to_string(), u.base);
-        }
-    }
-
-    #[test]
-    fn backend_error_messages() {
-        let cases = [
-            (
-                "localhost:9000",
-                "backend \"localhost:9000\": not an absolute http(s) URL",
-            ),
-            (
-                "http://h/x",
-                "backend \"http://h/x\": paths are not supported",
-            ),
-            (
-                "http://u@h",
-                "backend \"http://u@h\": user info is not supported",
-            ),
-            (
-                "http://h?q",
-                "backend \"http://h?q\": query and fragment are not supported",
-            ),
-            ("http://h:x", "backend \"http://h:x\": invalid port"),
-            ("http://", "backend \"http://\": empty host"),
-            ("http://a!b", "backend \"http://a!b\": invalid host"),
-            (
-                "http://::1",
-                "backend \"http://::1\": IPv6 addresses must be in brackets",
-            ),
-        ];
-        for (input, want) in cases {
-            assert_eq!(BackendUrl::parse(input).unwrap_err().to_string(), want);
-        }
-    }
-
-    #[test]
-    fn backend_lists() {
-        let cases: &[(&str, Result<&[&str], &str>)] = &[
-            ("http://a:1", Ok(&["http://a:1"])),
-            ("http://a:1\n", Ok(&["http://a:1"])),
-            ("http://a:1\r\n", Ok(&["http://a:1"])),
-            (
-                " http://a:1 ,\thttps://B/ ,http://[::1]:3\r\n",
-                Ok(&["http://a:1", "https://b:443", "http://[::1]:3"]),
-            ),
-            // Order is kept: it is the order backends are tried and listed.
-            ("http://b,http://a", Ok(&["http://b:80", "http://a:80"])),
-            ("", Err("empty backend list")),
-            ("\n", Err("empty backend list")),
-            (" \t\r\n", Err("empty backend list")),
-            ("http://a,,http://b", Err("empty item in backend list")),
-            ("http://a,", Err("empty item in backend list")),
-            ("http://a, \n", Err("empty item in backend list")),
-            (",http://a", Err("empty item in backend list")),
-            (
-                "http://a,http://A:80/",
-                Err("duplicate backend: http://a:80"),
-            ),
-            (
-                "http://a,b",
-                Err("backend \"b\": not an absolute http(s) URL"),
-            ),
-            (
-                "http://a http://b",
-                Err("backend \"http://a http://b\": invalid host"),
-            ),
-        ];
-        for (line, want) in cases {
-            let got = parse_backend_list(line).map_err(|e| e.to_string());
-            let want = want
-                .map(|bases| bases.iter().map(|b| url(b)).collect::<Vec<_>>())
-                .map_err(str::to_string);
-            assert_eq!(got, want, "{line:?}");
-        }
-    }
-
-    #[test]
-    fn durations() {
-        const NS: u64 = 1;
-        const US: u64 = 1_000;
-        const MS: u64 = 1_000_000;
-        const S: u64 = 1_000_000_000;
-        const M: u64 = 60 * S;
-        const H: u64 = 60 * M;
-        let cases: &[(&str, u64)] = &[
-            ("0", 0),
-            ("+0", 0),
-            ("0s", 0),
-            ("10ns", 10 * NS),
-            ("100us", 100 * US),
-            ("100\u{b5}s", 100 * US),
-            ("100\u{3bc}s", 100 * US),
-            ("300ms", 300 * MS),
-            ("2s", 2 * S),
-            ("+2s", 2 * S),
-            ("1m30s", 90 * S),
-            ("1.5h", 90 * M),
-            (
-                "1h2m3s4ms5us6ns",
-                H + 2 * M + 3 * S + 4 * MS + 5 * US + 6 * NS,
-            ),
-            ("3h3h", 6 * H),
-            (".5s", 500 * MS),
-            ("1.s", S),
-            ("1.0s", S),
-            ("0.000000001s", 1),
-            ("0.0000000019s", 1),
-            ("1.000000000000000000001h", H),
-            ("0100ms", 100 * MS),
-            ("2562047h47m16.854775807s", i64::MAX as u64),
-            ("9223372036854775807ns", i64::MAX as u64),
-        ];
-        for (input, nanos) in cases {
-            assert_eq!(
-                parse_duration(input),
-                Ok(Duration::from_nanos(*nanos)),
-                "{input:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn duration_errors() {
-        let cases = [
-            ("", "invalid duration \"\""),
-            ("+", "invalid duration \"+\""),
-            ("s", "invalid duration \"s\""),
-            (".s", "invalid duration \".s\""),
-            ("abc", "invalid duration \"abc\""),
-            ("5", "missing unit in duration \"5\""),
-            ("00", "missing unit in duration \"00\""),
-            ("1h5", "missing unit in duration \"1h5\""),
-            ("5x", "unknown unit \"x\" in duration \"5x\""),
-            ("5S", "unknown unit \"S\" in duration \"5S\""),
-            ("1h 30m", "unknown unit \"h \" in duration \"1h 30m\""),
-            ("1e3s", "unknown unit \"e\" in duration \"1e3s\""),
-            ("5 s", "unknown unit \" s\" in duration \"5 s\""),
-            ("-5s", "negative duration \"-5s\""),
-            ("-0", "negative duration \"-0\""),
-            ("1s.", "invalid duration \"1s.\""),
-            (
-                "9223372036854775808ns",
-                "invalid duration \"9223372036854775808ns\"",
-            ),
-            (
-                "2562047h47m16.854775808s",
-                "invalid duration \"2562047h47m16.854775808s\"",
-            ),
-            ("2562048h", "invalid duration \"2562048h\""),
-            (
-                "99999999999999999999s",
-                "invalid duration \"99999999999999999999s\"",
-            ),
-        ];
-        for (input, want) in cases {
-            assert_eq!(parse_duration(input), Err(want.to_string()), "{input:?}");
-        }
-    }
-
-    #[test]
     fn tls_flags() {
         let c = ok(&[
             "-cacert",
@@ -1312,19 +766,6 @@ mod tests {
         assert_eq!(c.max_bytes, 8 << 20);
         assert_eq!(c.max_object, 64 << 10);
         assert_eq!(c.default_ttl, Duration::from_secs(5));
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("0"), Ok(0));
-        assert_eq!(parse_size("1048576"), Ok(1 << 20));
-        assert_eq!(parse_size("512K"), Ok(512 << 10));
-        assert_eq!(parse_size("64mb"), Ok(64 << 20));
-        assert_eq!(parse_size("2G"), Ok(2 << 30));
-        assert_eq!(parse_size("10B"), Ok(10));
-        for bad in ["", "K", "1.5M", "-1", "12X", "1 M", "99999999999999999999G"] {
-            assert!(parse_size(bad).is_err(), "{bad:?}");
-        }
     }
 
     #[test]
