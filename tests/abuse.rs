@@ -12,6 +12,7 @@
 mod support;
 
 use support::wait_until;
+use support::{get_request, proxy};
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -29,22 +30,6 @@ const PROMPT: Duration = Duration::from_secs(1);
 const SMUGGLED: &str = "GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n";
 /// The innocent request a corpus case sends after the attack, on the same connection.
 const INNOCENT: &str = "GET /innocent HTTP/1.1\r\nHost: t\r\n\r\n";
-
-/// Starts goaround in front of `backends` with the extra `args`; waits until all are up.
-fn proxy(backends: &[&Backend], args: &[&str]) -> Goaround {
-    let urls: Vec<String> = backends.iter().map(|b| b.url()).collect();
-    let g = Goaround::builder().backends(&urls).args(args).start();
-    assert!(
-        g.wait_ready_backends(backends.len(), READY),
-        "{} backends not up within {READY:?}",
-        backends.len()
-    );
-    g
-}
-
-fn get_request(path: &str) -> String {
-    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")
-}
 
 /// `GET path` on a fresh connection, and how long the answer took.
 fn timed_get(addr: SocketAddr, path: &str) -> (Response, Duration) {

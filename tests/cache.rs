@@ -14,12 +14,13 @@
 
 mod support;
 
+use support::scripted::ScriptedServer;
+
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::TcpStream;
 use std::sync::{Arc, Barrier, Mutex, MutexGuard, PoisonError};
-use std::thread::{self, JoinHandle};
+use std::thread::{self};
 use std::time::{Duration, Instant, SystemTime};
 
 use support::backend::{read_chunked_body, read_head, RequestHead};
@@ -124,47 +125,22 @@ struct Script {
 /// that, a first path segment (`/obj` answers `/obj/7`). `/health` is always healthy; a path
 /// with no route gets 404.
 struct ScriptedBackend {
-    addr: SocketAddr,
+    server: ScriptedServer,
     script: Arc<Script>,
-    stopping: Arc<AtomicBool>,
-    acceptor: Option<JoinHandle<()>>,
 }
 
 impl ScriptedBackend {
     fn start() -> ScriptedBackend {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local_addr");
         let script = Arc::new(Script::default());
-        let stopping = Arc::new(AtomicBool::new(false));
-        let acceptor = thread::Builder::new()
-            .name("scripted-accept".to_owned())
-            .spawn({
-                let (script, stopping) = (Arc::clone(&script), Arc::clone(&stopping));
-                move || {
-                    for stream in listener.incoming() {
-                        if stopping.load(Ordering::SeqCst) {
-                            return;
-                        }
-                        let Ok(stream) = stream else { continue };
-                        let script = Arc::clone(&script);
-                        let spawned = thread::Builder::new()
-                            .name("scripted-conn".to_owned())
-                            .spawn(move || serve(stream, &script));
-                        drop(spawned);
-                    }
-                }
-            })
-            .expect("spawn scripted backend");
-        ScriptedBackend {
-            addr,
-            script,
-            stopping,
-            acceptor: Some(acceptor),
-        }
+        let server = ScriptedServer::start({
+            let script = Arc::clone(&script);
+            move |stream| serve(stream, &script)
+        });
+        ScriptedBackend { server, script }
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     /// Answers `route` with `handler` from now on.
@@ -183,17 +159,6 @@ impl ScriptedBackend {
 
     fn count_where(&self, pred: impl Fn(&Recorded) -> bool) -> usize {
         lock(&self.script.seen).iter().filter(|r| pred(r)).count()
-    }
-}
-
-impl Drop for ScriptedBackend {
-    fn drop(&mut self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        // Wakes the acceptor, blocked in accept(), to see the flag.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
     }
 }
 

@@ -12,11 +12,14 @@
 
 mod support;
 
+use support::scripted::ScriptedServer;
+use support::{get_request, proxy};
+
 use support::wait_until;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -39,15 +42,6 @@ fn proxy_urls(urls: &[String], up: usize, args: &[&str]) -> Goaround {
         "{up} backends not up within {READY:?}"
     );
     g
-}
-
-fn proxy(backends: &[&Backend], args: &[&str]) -> Goaround {
-    let urls: Vec<String> = backends.iter().map(|b| b.url()).collect();
-    proxy_urls(&urls, urls.len(), args)
-}
-
-fn get_request(path: &str) -> String {
-    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")
 }
 
 fn post_request(path: &str, body: &str) -> String {
@@ -94,49 +88,25 @@ struct Counters {
 /// accepting; connection threads end with their connections (reads time out after
 /// [`READY`]).
 struct Scripted {
-    addr: SocketAddr,
+    server: ScriptedServer,
     counters: Arc<Counters>,
-    stopping: Arc<AtomicBool>,
-    acceptor: Option<JoinHandle<()>>,
 }
 
 impl Scripted {
     fn start(script: Script) -> Scripted {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local_addr");
         let counters = Arc::new(Counters::default());
-        let stopping = Arc::new(AtomicBool::new(false));
-        let acceptor = thread::Builder::new()
-            .name("scripted-accept".to_owned())
-            .spawn({
-                let (counters, stopping) = (Arc::clone(&counters), Arc::clone(&stopping));
-                move || {
-                    for stream in listener.incoming() {
-                        if stopping.load(Ordering::SeqCst) {
-                            return;
-                        }
-                        let Ok(stream) = stream else { continue };
-                        let _ = stream.set_read_timeout(Some(READY));
-                        counters.connections.fetch_add(1, Ordering::SeqCst);
-                        let counters = Arc::clone(&counters);
-                        let spawned = thread::Builder::new()
-                            .name("scripted-conn".to_owned())
-                            .spawn(move || script(stream, &counters));
-                        drop(spawned);
-                    }
-                }
-            })
-            .expect("spawn scripted backend");
-        Scripted {
-            addr,
-            counters,
-            stopping,
-            acceptor: Some(acceptor),
-        }
+        let server = ScriptedServer::start({
+            let counters = Arc::clone(&counters);
+            move |stream| {
+                counters.connections.fetch_add(1, Ordering::SeqCst);
+                script(stream, &counters)
+            }
+        });
+        Scripted { server, counters }
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     fn requests(&self) -> usize {
@@ -145,17 +115,6 @@ impl Scripted {
 
     fn connections(&self) -> usize {
         self.counters.connections.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Scripted {
-    fn drop(&mut self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        // Wakes the acceptor, blocked in accept(), to see the flag.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
     }
 }
 

@@ -9,10 +9,11 @@
 
 mod support;
 
+use support::scripted::ScriptedServer;
+use support::{get_request, proxy};
+
 use std::io::{self, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -21,24 +22,6 @@ use support::{get, request, Backend, Conn, Goaround, Response};
 
 /// Longest wait for backends to be reported up, or for any other polled condition.
 const READY: Duration = Duration::from_secs(10);
-
-/// Starts goaround in front of `backends` with the extra `args`, and waits until every
-/// backend is up.
-fn proxy(backends: &[&Backend], args: &[&str]) -> Goaround {
-    let urls: Vec<String> = backends.iter().map(|b| b.url()).collect();
-    let g = Goaround::builder().backends(&urls).args(args).start();
-    assert!(
-        g.wait_ready_backends(backends.len(), READY),
-        "{} backends not up within {READY:?}",
-        backends.len()
-    );
-    g
-}
-
-/// `GET path` over HTTP/1.1 with `Host: test`.
-fn get_request(path: &str) -> String {
-    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")
-}
 
 /// `X-Backend` of a response from the fixture: which backend served it.
 fn served_by(r: &Response) -> String {
@@ -1179,61 +1162,21 @@ fn answered_requests_are_counted_by_backend_and_code() {
 /// for byte, then closes the connection: for responses the fixture backend cannot produce.
 /// Dropping it stops accepting; connection threads end with their connection.
 struct ScriptedBackend {
-    addr: SocketAddr,
-    stopping: Arc<AtomicBool>,
-    acceptor: Option<JoinHandle<()>>,
+    server: ScriptedServer,
 }
 
 impl ScriptedBackend {
     fn start(answer: &'static [u8]) -> ScriptedBackend {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local_addr");
-        let stopping = Arc::new(AtomicBool::new(false));
-        let acceptor = thread::Builder::new()
-            .name("scripted-accept".to_owned())
-            .spawn({
-                let stopping = Arc::clone(&stopping);
-                move || {
-                    for stream in listener.incoming() {
-                        if stopping.load(Ordering::SeqCst) {
-                            return;
-                        }
-                        if let Ok(stream) = stream {
-                            let spawned = thread::Builder::new()
-                                .name("scripted-conn".to_owned())
-                                .spawn(move || serve_scripted(stream, answer));
-                            drop(spawned);
-                        }
-                    }
-                }
-            })
-            .expect("spawn scripted backend");
-        ScriptedBackend {
-            addr,
-            stopping,
-            acceptor: Some(acceptor),
-        }
+        let server = ScriptedServer::start(move |stream| serve_scripted(stream, answer));
+        ScriptedBackend { server }
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for ScriptedBackend {
-    fn drop(&mut self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        // Wakes the acceptor, blocked in accept(), to see the flag.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
+        format!("http://{}", self.server.addr())
     }
 }
 
 fn serve_scripted(stream: TcpStream, answer: &[u8]) {
-    // Bounds the thread's life even if the peer never closes.
-    let _ = stream.set_read_timeout(Some(READY));
     let mut reader = BufReader::new(&stream);
     while let Ok(Some(head)) = read_head(&mut reader) {
         if head.target == "/health" {

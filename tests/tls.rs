@@ -12,13 +12,15 @@
 
 mod support;
 
+use support::scripted::ScriptedServer;
+
 use std::io::{self, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::thread::{self, JoinHandle};
+use std::thread::{self};
 use std::time::{Duration, Instant};
 
 use goaround::tls::{server_config, TlsFiles};
@@ -381,9 +383,7 @@ fn closed_now(tcp: &TcpStream) -> bool {
 /// An https backend: `/health` is healthy, `/` answers `hello over tls`, anything else 404.
 /// Counts requests served and handshakes that failed (a client that did not trust it).
 struct TlsBackend {
-    addr: SocketAddr,
-    stopping: Arc<AtomicBool>,
-    acceptor: Option<JoinHandle<()>>,
+    server: ScriptedServer,
     served: Arc<AtomicU64>,
     failed_handshakes: Arc<AtomicU64>,
 }
@@ -391,60 +391,21 @@ struct TlsBackend {
 impl TlsBackend {
     fn start(files: &TlsFiles) -> TlsBackend {
         let config = server_config(files).expect("fixture backend TLS configuration");
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local_addr");
-        let stopping = Arc::new(AtomicBool::new(false));
         let served = Arc::new(AtomicU64::new(0));
         let failed_handshakes = Arc::new(AtomicU64::new(0));
-        let acceptor = thread::Builder::new()
-            .name("tls-backend-accept".to_owned())
-            .spawn({
-                let (stopping, served, failed) = (
-                    Arc::clone(&stopping),
-                    Arc::clone(&served),
-                    Arc::clone(&failed_handshakes),
-                );
-                move || {
-                    for stream in listener.incoming() {
-                        if stopping.load(Ordering::SeqCst) {
-                            return;
-                        }
-                        let Ok(stream) = stream else { continue };
-                        let (config, served, failed) = (
-                            Arc::clone(&config),
-                            Arc::clone(&served),
-                            Arc::clone(&failed),
-                        );
-                        let spawned = thread::Builder::new()
-                            .name("tls-backend-conn".to_owned())
-                            .spawn(move || serve_tls(stream, config, &served, &failed));
-                        drop(spawned);
-                    }
-                }
-            })
-            .expect("spawn TLS backend");
+        let server = ScriptedServer::start({
+            let (served, failed) = (Arc::clone(&served), Arc::clone(&failed_handshakes));
+            move |stream| serve_tls(stream, Arc::clone(&config), &served, &failed)
+        });
         TlsBackend {
-            addr,
-            stopping,
-            acceptor: Some(acceptor),
+            server,
             served,
             failed_handshakes,
         }
     }
 
     fn url(&self) -> String {
-        format!("https://{}", self.addr)
-    }
-}
-
-impl Drop for TlsBackend {
-    fn drop(&mut self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        // Wakes the acceptor, blocked in accept(), to see the flag.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
+        format!("https://{}", self.server.addr())
     }
 }
 

@@ -13,6 +13,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod scripted;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr};
@@ -506,6 +507,24 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         }
         thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Starts goaround in front of `backends` with the extra `args`, and waits until every
+/// backend is up.
+pub fn proxy(backends: &[&Backend], args: &[&str]) -> Goaround {
+    let urls: Vec<String> = backends.iter().map(|b| b.url()).collect();
+    let g = Goaround::builder().backends(&urls).args(args).start();
+    assert!(
+        g.wait_ready_backends(backends.len(), STARTUP_TIMEOUT),
+        "{} backends not up within {STARTUP_TIMEOUT:?}",
+        backends.len()
+    );
+    g
+}
+
+/// `GET path` over HTTP/1.1 with `Host: test`.
+pub fn get_request(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")
 }
 
 #[cfg(test)]
