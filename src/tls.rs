@@ -391,6 +391,15 @@ fn is_encrypted(pem: &[u8]) -> bool {
         .any(|marker| pem.windows(marker.len()).any(|window| window == *marker))
 }
 
+// The integration tests' temp directories and openssl certificate recipe, shared rather than
+// copied.
+#[cfg(test)]
+#[path = "../tests/support/openssl.rs"]
+mod openssl_cli;
+#[cfg(test)]
+#[path = "../tests/support/tempdir.rs"]
+mod tempdir;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,41 +409,11 @@ mod tests {
         ServerConnection,
     };
     use rustls_pki_types::ServerName;
-    use std::process::Command;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use std::sync::OnceLock;
 
-    /// A directory under the system temp dir, removed on drop (also when a test fails).
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new() -> Self {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "goaround-tls-test-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&dir).expect("create temp dir");
-            Self(dir)
-        }
-
-        fn path(&self, name: &str) -> PathBuf {
-            self.0.join(name)
-        }
-
-        fn write(&self, name: &str, contents: &[u8]) -> PathBuf {
-            let path = self.path(name);
-            std::fs::write(&path, contents).expect("write test file");
-            path
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use super::openssl_cli::{openssl, OPENSSL_CNF};
+    use super::tempdir::TempDir;
 
     /// PEM files made once per test run with the `openssl` command line, kept in memory;
     /// each test writes the ones it needs into its own [`TempDir`].
@@ -455,45 +434,13 @@ mod tests {
         other_encrypted: Vec<u8>,
     }
 
-    const OPENSSL_CNF: &str = "\
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = goaround test
-[ca]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[server]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-";
-
     fn pems() -> &'static Pems {
         static PEMS: OnceLock<Pems> = OnceLock::new();
         PEMS.get_or_init(generate_pems)
     }
 
-    fn openssl(dir: &TempDir, args: &[&str]) {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(&dir.0)
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
     fn generate_pems() -> Pems {
-        let dir = TempDir::new();
+        let dir = TempDir::new("tls-test");
         dir.write("openssl.cnf", OPENSSL_CNF.as_bytes());
         let p256 = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
         openssl(&dir, &[&["genpkey", "-out", "ca.key"][..], &p256].concat());
@@ -543,7 +490,7 @@ authorityKeyIdentifier = keyid
             "pkcs8", "-topk8", "-in", "other.key", "-v2", "aes-256-cbc",
             "-passout", "pass:secret", "-out", "other.enc",
         ]);
-        let read = |name: &str| std::fs::read(dir.path(name)).expect("read generated file");
+        let read = |name: &str| std::fs::read(dir.join(name)).expect("read generated file");
         Pems {
             ca_cert: read("ca.pem"),
             rsa_cert: read("rsa8.pem"),
@@ -626,7 +573,7 @@ authorityKeyIdentifier = keyid
             ("PKCS#1 RSA", &pems.rsa_cert, &pems.rsa_pkcs1),
             ("SEC1 P-256", &pems.ec_cert, &pems.ec_sec1),
         ] {
-            let dir = TempDir::new();
+            let dir = TempDir::new("tls-test");
             let config =
                 server_config(&files(&dir, cert, key)).unwrap_or_else(|e| panic!("{name}: {e}"));
             let (client, _server) = handshake(&client, config);
@@ -640,7 +587,7 @@ authorityKeyIdentifier = keyid
 
     #[test]
     fn combined_certificate_and_key_file_serves_both_flags() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("tls-test");
         let combined = [&pems().rsa_pkcs8[..], &pems().rsa_cert[..]].concat();
         let path = dir.write("combined.pem", &combined);
         let files = TlsFiles {
@@ -652,7 +599,7 @@ authorityKeyIdentifier = keyid
 
     #[test]
     fn settings_alpn_and_resumption() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("tls-test");
         let config = server_config(&files(&dir, &pems().rsa_cert, &pems().rsa_pkcs8)).unwrap();
         assert_eq!(config.alpn_protocols, [ALPN_HTTP_1_1]);
         assert!(config.ticketer.enabled());
@@ -662,7 +609,7 @@ authorityKeyIdentifier = keyid
 
     #[test]
     fn handshake_negotiates_tls13_and_http11() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("tls-test");
         let config = server_config(&files(&dir, &pems().rsa_cert, &pems().rsa_pkcs8)).unwrap();
         let (client, server) = handshake(&client_config(rustls::ALL_VERSIONS), config);
         assert_eq!(client.protocol_version(), Some(ProtocolVersion::TLSv1_3));
@@ -673,7 +620,7 @@ authorityKeyIdentifier = keyid
 
     #[test]
     fn handshake_with_a_tls12_only_client() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("tls-test");
         let config = server_config(&files(&dir, &pems().ec_cert, &pems().ec_sec1)).unwrap();
         let (client, server) = handshake(&client_config(&[&rustls::version::TLS12]), config);
         assert_eq!(client.protocol_version(), Some(ProtocolVersion::TLSv1_2));
@@ -684,7 +631,7 @@ authorityKeyIdentifier = keyid
     #[test]
     fn sessions_resume_across_a_reload() {
         for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
-            let dir = TempDir::new();
+            let dir = TempDir::new("tls-test");
             let reloadable =
                 ReloadableConfig::load(files(&dir, &pems().rsa_cert, &pems().rsa_pkcs8)).unwrap();
             let client = client_config(&[version]);
@@ -702,9 +649,9 @@ authorityKeyIdentifier = keyid
 
     #[test]
     fn missing_files_name_the_flag_and_the_file() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("tls-test");
         let good = files(&dir, &pems().rsa_cert, &pems().rsa_pkcs8);
-        let missing = dir.path("missing.pem");
+        let missing = dir.join("missing.pem");
 
         let no_cert = TlsFiles {
             cert: missing.clone(),
@@ -731,7 +678,7 @@ authorityKeyIdentifier = keyid
 
     #[test]
     fn empty_files() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("tls-test");
         let empty = dir.write("empty.pem", b"");
         let good = files(&dir, &pems().rsa_cert, &pems().rsa_pkcs8);
 
@@ -766,7 +713,7 @@ authorityKeyIdentifier = keyid
 
     #[test]
     fn key_given_as_certificate_and_certificate_given_as_key() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("tls-test");
         let swapped = files(&dir, &pems().rsa_pkcs8, &pems().rsa_cert);
         let e = error(&swapped);
         assert!(
@@ -788,7 +735,7 @@ authorityKeyIdentifier = keyid
 
     #[test]
     fn mismatched_key_is_a_start_up_error() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("tls-test");
         for key in [&pems().other_pkcs8, &pems().ec_sec1] {
             let mismatched = files(&dir, &pems().rsa_cert, key);
             let e = error(&mismatched);
@@ -810,7 +757,7 @@ authorityKeyIdentifier = keyid
 
     #[test]
     fn encrypted_key() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("tls-test");
         let e = error(&files(&dir, &pems().rsa_cert, &pems().other_encrypted));
         assert!(matches!(e, TlsError::EncryptedKey { .. }), "{e:?}");
         assert!(
@@ -826,7 +773,7 @@ authorityKeyIdentifier = keyid
 
     #[test]
     fn malformed_pem_and_garbage_der() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("tls-test");
         let unterminated = b"-----BEGIN CERTIFICATE-----\nAAAA\n";
         let e = error(&files(&dir, unterminated, &pems().rsa_pkcs8));
         assert!(
@@ -867,7 +814,7 @@ authorityKeyIdentifier = keyid
 
     #[test]
     fn reload_keeps_the_old_config_on_error_and_swaps_on_success() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("tls-test");
         let files = files(&dir, &pems().rsa_cert, &pems().rsa_pkcs8);
         let reloadable = ReloadableConfig::load(files.clone()).unwrap();
         let first = reloadable.current();
@@ -897,7 +844,7 @@ authorityKeyIdentifier = keyid
 
     #[test]
     fn backend_roots_from_a_file() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("tls-test");
         let ca = dir.write("ca.pem", &pems().ca_cert);
         match backend_roots(Some(&ca)).unwrap() {
             RootCerts::Specific(certs) => {
@@ -921,7 +868,7 @@ authorityKeyIdentifier = keyid
 
     #[test]
     fn backend_roots_refuses_files_without_good_certificates() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("tls-test");
         let key = dir.write("key.pem", &pems().other_pkcs8);
         let e = backend_roots(Some(&key)).unwrap_err();
         assert!(matches!(
@@ -950,7 +897,7 @@ authorityKeyIdentifier = keyid
             "{e:?}"
         );
 
-        let missing = dir.path("missing.pem");
+        let missing = dir.join("missing.pem");
         let e = backend_roots(Some(&missing)).unwrap_err();
         assert!(
             e.to_string()

@@ -8,10 +8,11 @@
 
 mod support;
 
+use support::tempdir::TempDir;
+
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use support::{get, run_cli, Backend, Goaround};
@@ -91,36 +92,6 @@ fn assert_refused(args: &[&str], flag: &str) -> String {
         "{args:?}: stderr does not name -{flag}: {err}"
     );
     err
-}
-
-/// A socket path in a directory of its own, so a command line that wrongly starts a server
-/// does not touch `/tmp/goaround.sock`.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let name = format!("goaround-cli-{}-{n}", std::process::id());
-        let dir = std::env::temp_dir().join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn socket(&self) -> String {
-        self.0.join("goaround.sock").display().to_string()
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Starts goaround with `args` (the harness adds what it lacks) and checks it serves.
@@ -268,8 +239,8 @@ fn tls_flags_go_together_and_files_must_be_readable() {
 
 #[test]
 fn positional_argument_exits_2() {
-    let dir = TempDir::new();
-    let socket = dir.socket();
+    let dir = TempDir::new("cli");
+    let socket = dir.join("goaround.sock").display().to_string();
     let base = ["-p", "0", "-prometheus-port", "0", "-socket", &socket];
     for extra in [&["serve"][..], &["-", "-p", "1"], &["--", "-p", "1"]] {
         let args: Vec<&str> = base.iter().chain(extra).copied().collect();
@@ -287,8 +258,8 @@ fn positional_argument_exits_2() {
 
 #[test]
 fn port_in_use_exits_2_naming_the_address() {
-    let dir = TempDir::new();
-    let socket = dir.socket();
+    let dir = TempDir::new("cli");
+    let socket = dir.join("goaround.sock").display().to_string();
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("local addr").port().to_string();
     let address = format!("127.0.0.1:{port}");

@@ -8,14 +8,15 @@
 
 mod support;
 
+use support::tempdir::TempDir;
+
 use support::wait_until;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -81,31 +82,6 @@ fn down_line(url: &str) -> String {
 /// Polls the output until `needle` occurs `n` times.
 fn wait_log_count(g: &Goaround, needle: &str, n: usize, timeout: Duration) -> bool {
     wait_until(timeout, || occurrences(&g.stderr(), needle) >= n)
-}
-
-/// A directory of the test's own (for paths that must exist before goaround starts).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let name = format!("goaround-hc-{}-{n}", std::process::id());
-        let dir = std::env::temp_dir().join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A control connection: write raw bytes, read replies as they come.
@@ -846,7 +822,7 @@ fn socket_file_is_private_and_removed_at_exit() {
 
 #[test]
 fn stale_socket_file_is_replaced_at_start() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("hc");
     let path = dir.path().join("stale.sock");
     drop(UnixListener::bind(&path).expect("bind the stale socket"));
     assert!(path.exists(), "a dropped listener leaves its file");

@@ -12,13 +12,15 @@
 
 mod support;
 
+use support::openssl::{openssl, OPENSSL_CNF};
 use support::scripted::ScriptedServer;
+use support::tempdir::TempDir;
 
 use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::process::Output;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::{self};
 use std::time::{Duration, Instant};
@@ -50,39 +52,6 @@ const TLS12: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12];
 // Certificates
 // ---------------------------------------------------------------------------------------
 
-/// A directory under the system temp dir, removed on drop (also when a test fails).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "goaround-tls-it-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn write(&self, name: &str, contents: &[u8]) -> PathBuf {
-        let path = self.path(name);
-        std::fs::write(&path, contents).expect("write test file");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// PEM files made once per run: a CA and two server certificates it signed, each with its
 /// own key.
 struct Pki {
@@ -93,45 +62,13 @@ struct Pki {
     b_key: Vec<u8>,
 }
 
-const OPENSSL_CNF: &str = "\
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = goaround test
-[ca]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[server]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-";
-
 fn pki() -> &'static Pki {
     static PKI: OnceLock<Pki> = OnceLock::new();
     PKI.get_or_init(generate_pki)
 }
 
-fn openssl(dir: &TempDir, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(&dir.0)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn generate_pki() -> Pki {
-    let dir = TempDir::new();
+    let dir = TempDir::new("tls-it");
     dir.write("openssl.cnf", OPENSSL_CNF.as_bytes());
     let p256 = |out: &str| {
         #[rustfmt::skip]
@@ -164,7 +101,7 @@ fn generate_pki() -> Pki {
             "-extensions", "server", "-out", &pem,
         ]);
     }
-    let read = |name: &str| std::fs::read(dir.path(name)).expect("read generated file");
+    let read = |name: &str| std::fs::read(dir.join(name)).expect("read generated file");
     Pki {
         ca: read("ca.pem"),
         a_cert: read("a.pem"),
@@ -193,7 +130,7 @@ struct Site {
 
 impl Site {
     fn new() -> Site {
-        let dir = TempDir::new();
+        let dir = TempDir::new("tls-it");
         let cert = dir.write("cert.pem", &pki().a_cert);
         let key = dir.write("key.pem", &pki().a_key);
         let ca = dir.write("ca.pem", &pki().ca);
@@ -453,7 +390,7 @@ fn serve_tls(
 
 /// Runs the binary with the TLS files given and test-safe addresses; it must not start.
 fn run_with_files(dir: &TempDir, cert: &Path, key: &Path) -> Output {
-    let socket = dir.path("goaround.sock").display().to_string();
+    let socket = dir.join("goaround.sock").display().to_string();
     let (cert, key) = (cert.display().to_string(), key.display().to_string());
     #[rustfmt::skip]
     let args = [
@@ -495,9 +432,9 @@ fn cacert_or_privkey_alone_is_refused_naming_the_missing_flag() {
 #[test]
 fn unreadable_certificate_or_key_file_is_refused_naming_it() {
     let site = Site::new();
-    let missing = site.dir.path("missing.pem");
+    let missing = site.dir.join("missing.pem");
     // A directory: open works, read fails (the tests may run as root, so no chmod 000).
-    let directory = site.dir.path("a-directory");
+    let directory = site.dir.join("a-directory");
     std::fs::create_dir(&directory).expect("create directory");
 
     for bad in [&missing, &directory] {

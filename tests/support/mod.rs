@@ -13,7 +13,9 @@
 
 pub mod backend;
 pub mod client;
+pub mod openssl;
 pub mod scripted;
+pub mod tempdir;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr};
