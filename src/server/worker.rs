@@ -289,9 +289,12 @@ impl Worker {
                 return answer.client_failed(Some(failure));
             }
             let backend = Arc::clone(lease.backend());
-            shared
-                .metrics
-                .upstream_error(&backend.url.base, error.kind());
+            // A request that cannot be expressed upstream is the client's, not the backend's.
+            if !matches!(error, ForwardError::Invalid(_)) {
+                shared
+                    .metrics
+                    .upstream_error(&backend.url.base, error.kind());
+            }
             let retry = match &error {
                 ForwardError::Connect(why) => {
                     mark_down(&backend, why);

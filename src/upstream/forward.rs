@@ -64,6 +64,7 @@ impl ForwardError {
             Self::Timeout => "timeout",
             Self::Reset(_) => "reset",
             Self::Upstream(_) => "protocol",
+            // Never counted against a backend; named for logs.
             Self::Invalid(_) => "invalid",
         }
     }
