@@ -7,6 +7,7 @@
 
 pub mod chunked;
 pub mod error_page;
+mod fields;
 pub mod limits;
 pub mod request;
 pub mod response;

@@ -21,6 +21,7 @@
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
+use super::fields::{is_fixed_hop_by_hop, list_items, parse_decimal, trim_ows};
 use super::limits::{MAX_HEADERS, MAX_HEAD_BYTES, MAX_URI_BYTES};
 
 /// The HTTP version of a request; only 1.0 and 1.1 are spoken.
@@ -361,16 +362,6 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, RequestError> {
     Ok(found)
 }
 
-/// A non-empty run of ASCII digits that fits in a u64 (no sign, no spaces, no hex).
-fn parse_decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |n, &d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
-}
-
 /// The list of transfer-codings must be exactly one `chunked`, last.
 fn transfer_codings(headers: &HeaderMap) -> Result<(), RequestError> {
     let mut codings = Vec::new();
@@ -409,9 +400,7 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
     headers
         .get_all(CONNECTION)
         .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .map(trim_ows)
-        .filter(|t| !t.is_empty())
+        .flat_map(|v| list_items(v.as_bytes()))
         .map(|t| String::from_utf8_lossy(t).to_ascii_lowercase())
         .collect()
 }
@@ -443,30 +432,10 @@ fn expects_continue(headers: &HeaderMap, version: Version) -> Result<bool, Reque
     Ok(wants)
 }
 
-/// Strips optional whitespace (SP / HTAB) from both ends.
-fn trim_ows(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
-}
-
 /// Whether `name` (lower-case) must not be forwarded: the fixed hop-by-hop fields of
 /// RFC 9110 §7.6.1 plus those the message's `Connection` header lists.
 pub fn is_hop_by_hop(name: &str, connection_tokens: &[String]) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    ) || connection_tokens.iter().any(|t| t == name)
+    is_fixed_hop_by_hop(name) || connection_tokens.iter().any(|t| t == name)
 }
 
 #[cfg(test)]

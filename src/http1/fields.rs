@@ -1,0 +1,86 @@
+//! Field syntax shared by both directions of the codec (RFC 9110 §5): optional whitespace,
+//! comma-separated lists, decimal numbers, tokens, and which fields are hop-by-hop.
+//!
+//! Everything works on raw bytes as httparse hands them over, with names in whatever case the
+//! peer sent, and nothing allocates: the head writers call these once per field.
+
+/// The hop-by-hop fields of RFC 9110 §7.6.1, plus `Proxy-Connection` (never standard, still
+/// sent by old clients and meant for one hop only).
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Strips optional whitespace (SP / HTAB, RFC 9110 §5.6.3) from both ends.
+pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// A non-empty run of ASCII digits that fits in a u64 (no sign, no spaces, no hex).
+pub(crate) fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// The non-empty elements of a comma-separated list value, whitespace trimmed (RFC 9110
+/// §5.6.1: a recipient accepts and ignores empty elements).
+pub(crate) fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(trim_ows)
+        .filter(|item| !item.is_empty())
+}
+
+/// Whether `name` (any case) is one of the fixed hop-by-hop fields.
+pub(crate) fn is_fixed_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists() {
+        let items: Vec<&[u8]> = list_items(b" a ,, b\t,c,").collect();
+        assert_eq!(items, [b"a".as_slice(), b"b", b"c"]);
+    }
+
+    #[test]
+    fn decimals() {
+        for (raw, want) in [
+            (&b"0"[..], Some(0)),
+            (b"0012", Some(12)),
+            (b"18446744073709551615", None), // 20 digits
+            (b"9999999999999999999", Some(9_999_999_999_999_999_999)),
+            (b"", None),
+            (b"+1", None),
+            (b"1 ", None),
+            (b"0x1", None),
+        ] {
+            assert_eq!(parse_decimal(raw), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_in_any_case() {
+        assert!(is_fixed_hop_by_hop("Transfer-Encoding"));
+        assert!(is_fixed_hop_by_hop("PROXY-CONNECTION"));
+        assert!(!is_fixed_hop_by_hop("Content-Length"));
+    }
+}
