@@ -46,9 +46,25 @@ pub(crate) fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|item| !item.is_empty())
 }
 
+/// Whether a list value has `token` as one of its elements, ignoring ASCII case.
+pub(crate) fn list_contains(value: &[u8], token: &str) -> bool {
+    list_items(value).any(|item| item.eq_ignore_ascii_case(token.as_bytes()))
+}
+
 /// Whether `name` (any case) is one of the fixed hop-by-hop fields.
 pub(crate) fn is_fixed_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// Whether a `Connection` field of `fields` lists `token` (any case): a connection option
+/// such as `close`, or the name of a field that is hop-by-hop for this message (RFC 9110
+/// §7.6.1). Called per field this is quadratic in the field count, which the head limits
+/// keep small, and it needs no allocation.
+pub(crate) fn connection_lists(fields: &[httparse::Header<'_>], token: &str) -> bool {
+    fields
+        .iter()
+        .filter(|f| f.name.eq_ignore_ascii_case("connection"))
+        .any(|f| list_contains(f.value, token))
 }
 
 #[cfg(test)]
@@ -59,6 +75,9 @@ mod tests {
     fn lists() {
         let items: Vec<&[u8]> = list_items(b" a ,, b\t,c,").collect();
         assert_eq!(items, [b"a".as_slice(), b"b", b"c"]);
+        assert!(list_contains(b"keep-alive, Upgrade", "upgrade"));
+        assert!(!list_contains(b"upgrades", "upgrade"));
+        assert!(!list_contains(b"", "upgrade"));
     }
 
     #[test]
@@ -82,5 +101,18 @@ mod tests {
         assert!(is_fixed_hop_by_hop("Transfer-Encoding"));
         assert!(is_fixed_hop_by_hop("PROXY-CONNECTION"));
         assert!(!is_fixed_hop_by_hop("Content-Length"));
+        let fields = [
+            httparse::Header {
+                name: "Connection",
+                value: b"close, X-Hop",
+            },
+            httparse::Header {
+                name: "x-hop",
+                value: b"1",
+            },
+        ];
+        assert!(connection_lists(&fields, "X-HOP"));
+        assert!(connection_lists(&fields, "close"));
+        assert!(!connection_lists(&fields, "x-other"));
     }
 }

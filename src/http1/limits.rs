@@ -1,4 +1,5 @@
-//! Every limit the HTTP/1 front end enforces, in one place (README.md lists them too).
+//! Every limit the HTTP/1 codec enforces, on client requests and backend responses, in one
+//! place (README.md lists them too).
 //!
 //! httparse counts headers but not bytes, so the head size is checked by the caller before
 //! each read; the rest are checked while parsing.
@@ -12,6 +13,13 @@ pub const MAX_HEADERS: usize = 100;
 
 /// Longest request-target. Longer: 414.
 pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Largest response head a backend may send (status line + header fields + blank line).
+/// Larger: the response is refused and the client gets 502.
+pub const MAX_RESPONSE_HEAD_BYTES: usize = 32 * 1024;
+
+/// Most header fields in one response head. More: 502.
+pub const MAX_RESPONSE_HEADERS: usize = 100;
 
 /// Longest chunk-size line, extensions included (RFC 9112 §7.1.1). Longer: 400.
 pub const MAX_CHUNK_LINE_BYTES: usize = 4 * 1024;
