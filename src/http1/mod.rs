@@ -10,11 +10,13 @@
 pub mod chunked;
 pub mod error_page;
 mod fields;
+pub mod forward;
 pub mod limits;
 pub mod request;
 pub mod response;
 pub mod response_head;
 
 pub use chunked::{ChunkedDecoder, ChunkedError};
+pub use forward::{is_websocket_upgrade, write_upstream_head, Forwarding};
 pub use request::{parse_request_head, BodyFraming, Parse, RequestError, RequestHead, Version};
 pub use response_head::{parse_response_head, ResponseError, ResponseHead, UpstreamFraming};
