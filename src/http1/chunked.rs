@@ -10,8 +10,26 @@
 //! Strict on framing, because a proxy that reads chunk boundaries differently from its
 //! backend is a smuggling vector: the size must be hex digits only (no sign, no `0x`, no
 //! spaces before the digits), at most 16 of them, and every line ends in CRLF. Chunk
-//! extensions are skipped; trailer fields are read and dropped (they are not forwarded).
+//! extensions must follow the grammar of §7.1.1 and are then skipped:
+//!
+//! ```text
+//! chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )
+//! ext-val   = token / quoted-string
+//!
+//!  ';' ─► NameStart ─tchar─► Name ──'='──► ValueStart ─tchar─► Token
+//!                             │ BWS           ▲     │ '"'         │ BWS
+//!                             ▼               │     ▼             ▼
+//!                          AfterName ──'='────┘   Quoted ──'"'──► AfterValue
+//!
+//!  From Name, AfterName, Token and AfterValue, ';' starts the next extension and CR ends
+//!  the line; whitespace is skipped in NameStart, ValueStart, AfterName and AfterValue.
+//! ```
+//!
+//! A bare `;`, a name missing before `=`, a control byte or an unterminated quoted string is
+//! refused: a backend that parses extensions differently could find a different line end.
+//! Trailer fields are read and dropped (they are not forwarded).
 
+use super::fields::is_tchar;
 use super::limits::{MAX_CHUNK_LINE_BYTES, MAX_TRAILER_BYTES};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,8 +40,8 @@ enum State {
     },
     /// Whitespace after the size: only more whitespace, `;` or CR may follow.
     SizeWs,
-    /// Inside `;` extensions, until CR.
-    Ext,
+    /// Inside the chunk extensions, until CR.
+    Ext(Ext),
     /// Expecting the LF of the size line.
     SizeLf,
     /// Copying chunk data; bytes left in this chunk.
@@ -43,11 +61,32 @@ enum State {
     Done,
 }
 
+/// Where the decoder is inside a chunk extension (RFC 9112 §7.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ext {
+    /// After `;`: whitespace, then the first byte of a name.
+    NameStart,
+    /// Inside a name (a token).
+    Name,
+    /// Whitespace after a name: `=`, `;` or CR may follow.
+    AfterName,
+    /// After `=`: whitespace, then a token or a quoted string.
+    ValueStart,
+    /// Inside a token value.
+    Token,
+    /// Inside a quoted-string value; `escaped`: the byte before was a backslash.
+    Quoted { escaped: bool },
+    /// Whitespace after a value: `;` or CR may follow.
+    AfterValue,
+}
+
 /// Why a chunked body is refused (400; the connection is closed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChunkedError {
     /// A chunk-size line that is not hex digits followed by optional extensions and CRLF.
     BadSize,
+    /// A chunk extension that does not follow `;name`, `;name=token` or `;name="quoted"`.
+    BadExtension,
     /// A chunk size above 16 hex digits (would overflow).
     SizeOverflow,
     /// A chunk-size line longer than [`MAX_CHUNK_LINE_BYTES`].
@@ -62,6 +101,7 @@ impl std::fmt::Display for ChunkedError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::BadSize => "chunked body: malformed chunk-size line",
+            Self::BadExtension => "chunked body: malformed chunk extension",
             Self::SizeOverflow => "chunked body: chunk size overflows",
             Self::LineTooLong => "chunked body: chunk-size line too long",
             Self::MissingCrlf => "chunked body: chunk data not followed by CRLF",
@@ -150,7 +190,7 @@ impl ChunkedDecoder {
                         State::Size { digits: digits + 1 }
                     }
                     (None, _) if digits == 0 => return Err(ChunkedError::BadSize),
-                    (None, b';') => State::Ext,
+                    (None, b';') => State::Ext(Ext::NameStart),
                     (None, b' ' | b'\t') => State::SizeWs,
                     (None, b'\r') => State::SizeLf,
                     (None, _) => return Err(ChunkedError::BadSize),
@@ -160,18 +200,18 @@ impl ChunkedDecoder {
                 self.count_line_byte()?;
                 match b {
                     b' ' | b'\t' => State::SizeWs,
-                    b';' => State::Ext,
+                    b';' => State::Ext(Ext::NameStart),
                     b'\r' => State::SizeLf,
                     _ => return Err(ChunkedError::BadSize),
                 }
             }
-            State::Ext => {
+            State::Ext(ext) => {
                 self.count_line_byte()?;
-                match b {
-                    b'\r' => State::SizeLf,
-                    b'\n' => return Err(ChunkedError::BadSize),
-                    _ => State::Ext,
+                if b == b'\n' {
+                    // A bare LF: the size line does not end in CRLF.
+                    return Err(ChunkedError::BadSize);
                 }
+                extension_step(ext, b)?
             }
             State::SizeLf => {
                 if b != b'\n' {
@@ -215,6 +255,37 @@ impl ChunkedDecoder {
         }
         Ok(())
     }
+}
+
+/// One byte of a chunk extension: the next state, or `SizeLf` at the CR that ends the line.
+fn extension_step(ext: Ext, b: u8) -> Result<State, ChunkedError> {
+    use Ext::*;
+    let next = match (ext, b) {
+        (Quoted { escaped: false }, b'"') => AfterValue,
+        (Quoted { escaped: false }, b'\\') => Quoted { escaped: true },
+        (Quoted { escaped: false }, _) if is_qdtext(b) => ext,
+        // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text ), RFC 9110 §5.6.4
+        (Quoted { escaped: true }, b'\t' | b' ' | 0x21..=0x7e | 0x80..) => {
+            Quoted { escaped: false }
+        }
+        (Quoted { .. }, _) => return Err(ChunkedError::BadExtension),
+        (NameStart | AfterName | ValueStart | AfterValue, b' ' | b'\t') => ext,
+        (Name, b' ' | b'\t') => AfterName,
+        (Token, b' ' | b'\t') => AfterValue,
+        (NameStart | Name, _) if is_tchar(b) => Name,
+        (ValueStart | Token, _) if is_tchar(b) => Token,
+        (ValueStart, b'"') => Quoted { escaped: false },
+        (Name | AfterName, b'=') => ValueStart,
+        (Name | AfterName | Token | AfterValue, b';') => NameStart,
+        (Name | AfterName | Token | AfterValue, b'\r') => return Ok(State::SizeLf),
+        _ => return Err(ChunkedError::BadExtension),
+    };
+    Ok(State::Ext(next))
+}
+
+/// `qdtext` of RFC 9110 §5.6.4: HTAB, SP, visible ASCII but `"` and `\`, and obs-text.
+fn is_qdtext(b: u8) -> bool {
+    matches!(b, b'\t' | b' ' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..)
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -312,6 +383,58 @@ mod tests {
         data_bare_lf: b"5\r\nhello\n0\r\n\r\n" => ChunkedError::MissingCrlf,
         trailer_bare_lf: b"0\r\nX: 1\n\r\n" => ChunkedError::BadTrailer,
         end_bare_lf: b"0\r\n\n" => ChunkedError::BadTrailer,
+    }
+
+    /// Each case: a chunk-size line for a 5-byte chunk that must be accepted.
+    macro_rules! accepts_extension {
+        ($($name:ident: $line:expr,)*) => {$(
+            #[test]
+            fn $name() {
+                let mut raw = $line.to_vec();
+                raw.extend_from_slice(b"hello\r\n0;end\r\n\r\n");
+                for step in [1, 2, raw.len()] {
+                    let (body, consumed, done) = decode_in_steps(&raw, step, 3)
+                        .unwrap_or_else(|e| panic!("{:?} step {step}: {e}", $line));
+                    assert_eq!((body.as_slice(), consumed, done), (&b"hello"[..], raw.len(), true));
+                }
+            }
+        )*};
+    }
+
+    accepts_extension! {
+        ext_name_only: b"5;a\r\n",
+        ext_token_value: b"5;name=value\r\n",
+        ext_several: b"5;a;b=c;d=\"e\"\r\n",
+        ext_bws_everywhere: b"5 \t; a = b\t;\tc ; d =\"e\" \r\n",
+        ext_trailing_ws_after_name: b"5;a \r\n",
+        ext_quoted_empty: b"5;a=\"\"\r\n",
+        ext_quoted_specials: b"5;a=\"x; y=z, \t\"\r\n",
+        ext_quoted_pair: b"5;a=\"q\\\"s\\\\\"\r\n",
+        ext_quoted_obs_text: b"5;a=\"\xc3\xa9\"\r\n",
+        ext_token_chars: b"5;!#$%&'*+-.^_`|~09azAZ=!#$%&'*+-.^_`|~\r\n",
+    }
+
+    rejects! {
+        ext_bare_semicolon: b"5;\r\nhello\r\n0\r\n\r\n" => ChunkedError::BadExtension,
+        ext_semicolon_ws: b"5; \r\nhello\r\n0\r\n\r\n" => ChunkedError::BadExtension,
+        ext_double_semicolon: b"5;;a\r\nhello\r\n0\r\n\r\n" => ChunkedError::BadExtension,
+        ext_no_name: b"5;=x\r\nhello\r\n0\r\n\r\n" => ChunkedError::BadExtension,
+        ext_no_value: b"5;a=\r\nhello\r\n0\r\n\r\n" => ChunkedError::BadExtension,
+        ext_double_equals: b"5;a==b\r\nhello\r\n0\r\n\r\n" => ChunkedError::BadExtension,
+        ext_two_names: b"5;a b\r\nhello\r\n0\r\n\r\n" => ChunkedError::BadExtension,
+        ext_two_values: b"5;a=b c\r\nhello\r\n0\r\n\r\n" => ChunkedError::BadExtension,
+        ext_comma: b"5;a,b\r\nhello\r\n0\r\n\r\n" => ChunkedError::BadExtension,
+        ext_nul_in_name: b"5;a\0\r\nhello\r\n0\r\n\r\n" => ChunkedError::BadExtension,
+        ext_control_in_value: b"5;a=\x01\r\nhello\r\n0\r\n\r\n" => ChunkedError::BadExtension,
+        ext_obs_text_in_token: b"5;a=\xc3\xa9\r\nhello\r\n0\r\n\r\n" => ChunkedError::BadExtension,
+        ext_quote_in_token: b"5;a=b\"c\"\r\nhello\r\n0\r\n\r\n" => ChunkedError::BadExtension,
+        ext_unterminated_quote: b"5;a=\"b\r\nhello\r\n0\r\n\r\n" => ChunkedError::BadExtension,
+        ext_del_in_quote: b"5;a=\"b\x7f\"\r\nhello\r\n0\r\n\r\n" => ChunkedError::BadExtension,
+        ext_nul_in_quote: b"5;a=\"b\0\"\r\nhello\r\n0\r\n\r\n" => ChunkedError::BadExtension,
+        ext_escaped_cr: b"5;a=\"b\\\r\nhello\r\n0\r\n\r\n" => ChunkedError::BadExtension,
+        ext_after_quote: b"5;a=\"b\"c\r\nhello\r\n0\r\n\r\n" => ChunkedError::BadExtension,
+        ext_on_last_chunk: b"0;\r\n\r\n" => ChunkedError::BadExtension,
+        ext_bare_lf_in_quote: b"5;a=\"b\nhello\r\n0\r\n\r\n" => ChunkedError::BadSize,
     }
 
     #[test]

@@ -67,6 +67,11 @@ pub(crate) fn connection_lists(fields: &[httparse::Header<'_>], token: &str) -> 
         .any(|f| list_contains(f.value, token))
 }
 
+/// `tchar` of RFC 9110 §5.6.2: the bytes a token is made of.
+pub(crate) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +119,11 @@ mod tests {
         assert!(connection_lists(&fields, "X-HOP"));
         assert!(connection_lists(&fields, "close"));
         assert!(!connection_lists(&fields, "x-other"));
+    }
+
+    #[test]
+    fn token_bytes() {
+        assert!(b"ext-Name_1.~".iter().all(|&b| is_tchar(b)));
+        assert!(!b" \t\"=;,\0\x7f\x80".iter().any(|&b| is_tchar(b)));
     }
 }
