@@ -53,7 +53,8 @@ pub struct ResponseHead {
     pub framing: UpstreamFraming,
     /// Whether the upstream connection may carry another request once this response's body
     /// has been read. Always false for `101 Switching Protocols` (the connection becomes a
-    /// tunnel), a close-delimited body, and Transfer-Encoding sent with Content-Length.
+    /// tunnel), a close-delimited body, and Transfer-Encoding sent with Content-Length. On
+    /// another 1xx it describes only that interim head: the final head decides.
     pub keep_alive: bool,
     /// The backend's Content-Length when valid and not overridden by Transfer-Encoding. On a
     /// response to HEAD or a 304 it is the size the body would have had, worth passing on
