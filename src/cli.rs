@@ -83,6 +83,8 @@ pub struct RawOptions {
     pub max_body: Option<String>,
     /// `-handshake-timeout`
     pub handshake_timeout: Option<String>,
+    /// `-tunnel-idle-timeout`
+    pub tunnel_idle_timeout: Option<String>,
     /// `-backend-ca`
     pub backend_ca: Option<String>,
     /// `-cache-size`
@@ -238,8 +240,8 @@ pub(crate) const FLAGS: &[FlagSpec] = &[
             arg: "int",
             set: |o, v| o.workers = Some(v),
         },
-        default: "64",
-        help: "worker threads serving requests (at most 4096)",
+        default: "",
+        help: "event loops serving connections (default: one per CPU; at most 1024)",
     },
     FlagSpec {
         name: "connect-timeout",
@@ -366,6 +368,15 @@ pub(crate) const FLAGS: &[FlagSpec] = &[
         },
         default: "10s",
         help: "time from accept to the end of the TLS handshake",
+    },
+    FlagSpec {
+        name: "tunnel-idle-timeout",
+        kind: FlagKind::Value {
+            arg: "duration",
+            set: |o, v| o.tunnel_idle_timeout = Some(v),
+        },
+        default: "1h",
+        help: "close a WebSocket tunnel with no traffic either way for this long",
     },
     FlagSpec {
         name: "backend-ca",
@@ -654,6 +665,7 @@ mod tests {
             ("cacert", |o| o.cacert.as_deref()),
             ("privkey", |o| o.privkey.as_deref()),
             ("handshake-timeout", |o| o.handshake_timeout.as_deref()),
+            ("tunnel-idle-timeout", |o| o.tunnel_idle_timeout.as_deref()),
             ("backend-ca", |o| o.backend_ca.as_deref()),
             ("cache-size", |o| o.cache_size.as_deref()),
             ("cache-max-object", |o| o.cache_max_object.as_deref()),

@@ -106,7 +106,7 @@ impl ControlSocket {
     }
 
     /// Serves connections one after the other until the process exits.
-    pub fn serve(self, set: &BackendSet, health: HealthSettings, metrics: &Arc<Metrics>) {
+    pub fn serve(self, set: &Arc<BackendSet>, health: HealthSettings, metrics: &Arc<Metrics>) {
         let commands = Commands {
             set,
             health,
@@ -129,7 +129,7 @@ impl ControlSocket {
 }
 
 struct Commands<'a> {
-    set: &'a BackendSet,
+    set: &'a Arc<BackendSet>,
     health: HealthSettings,
     metrics: &'a Arc<Metrics>,
 }
@@ -187,7 +187,12 @@ impl Commands<'_> {
                 }
                 for b in change.added {
                     log::info!("control: added backend {}", b.url);
-                    health::spawn(b, self.health.clone(), Arc::clone(self.metrics));
+                    health::spawn(
+                        b,
+                        self.health.clone(),
+                        Arc::clone(self.metrics),
+                        Arc::clone(self.set),
+                    );
                 }
                 log::info!("control: backend set is now {}", describe(&urls));
                 format!("ok: {} backends\n", urls.len())

@@ -3,13 +3,15 @@
 //! Counters and histograms are updated by the threads that see the events; per-backend
 //! gauges (up, in flight) are read from the backend set at scrape time, so they can never
 //! drift and a removed backend's series disappear with it. The listener (`-prometheus-port`)
-//! answers `GET /metrics` (text format 0.0.4) and `GET /status` (a plain HTML table) one
-//! request at a time on its own thread; it reuses the front end's head parser and limits.
+//! answers `GET /metrics` (text format 0.0.4) and `GET /status` (a plain HTML table), each
+//! scrape on a short-lived thread of its own with one deadline for the whole scrape, so a
+//! stuck scraper cannot delay another; it reuses the front end's head parser and limits.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -37,6 +39,8 @@ pub struct Metrics {
     retries: IntCounter,
     handle_wait: prometheus::Histogram,
     client_connections: IntGauge,
+    tunnels: IntGauge,
+    panics: IntCounter,
     health_checks: IntCounterVec,
     backends: IntGauge,
     backends_up: IntGauge,
@@ -97,6 +101,16 @@ impl Metrics {
                 "Open client connections.",
             )
             .expect("valid metric"),
+            tunnels: IntGauge::new(
+                "goaround_tunnels",
+                "Open WebSocket tunnels (client connections after 101 Switching Protocols).",
+            )
+            .expect("valid metric"),
+            panics: IntCounter::new(
+                "goaround_panics_total",
+                "Panics caught while serving a connection (the connection was closed).",
+            )
+            .expect("valid metric"),
             health_checks: IntCounterVec::new(
                 Opts::new(
                     "goaround_health_checks_total",
@@ -139,7 +153,9 @@ impl Metrics {
                 .expect("valid metric"),
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 14] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
+            Box::new(m.tunnels.clone()),
+            Box::new(m.panics.clone()),
             Box::new(m.cache_events.clone()),
             Box::new(m.cache_bytes.clone()),
             Box::new(m.cache_entries.clone()),
@@ -191,6 +207,19 @@ impl Metrics {
 
     pub fn client_connection_closed(&self) {
         self.client_connections.dec();
+    }
+
+    pub fn tunnel_opened(&self) {
+        self.tunnels.inc();
+    }
+
+    pub fn tunnel_closed(&self) {
+        self.tunnels.dec();
+    }
+
+    /// A panic was caught while serving a connection.
+    pub fn panic(&self) {
+        self.panics.inc();
     }
 
     pub fn health_check(&self, backend: &str, healthy: bool) {
@@ -267,9 +296,13 @@ impl Default for Metrics {
     }
 }
 
-/// Reads and writes on the metrics port give up after this long, so one stuck scraper
-/// cannot block the next.
-const SCRAPE_IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// The whole of one scrape (reading the request, writing the answer) must fit in this; a
+/// scraper that stalls is cut off then, whatever it does byte by byte.
+const SCRAPE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Scrapes served at once; more wait in the kernel's backlog. Each has its own short-lived
+/// thread, so a stuck one cannot delay the others.
+const MAX_SCRAPES: usize = 16;
 
 /// Serves `/metrics` and `/status` until the process exits.
 pub fn serve(
@@ -278,18 +311,53 @@ pub fn serve(
     set: Arc<BackendSet>,
     cache: Option<Arc<Cache>>,
 ) {
+    let busy = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
-        match stream {
-            Ok(stream) => {
-                if let Err(e) = answer(stream, &metrics, &set, cache.as_deref()) {
-                    log::debug!("metrics: {e}");
-                }
-            }
+        let stream = match stream {
+            Ok(stream) => stream,
             Err(e) => {
                 log::warn!("metrics: accept: {e}");
                 std::thread::sleep(Duration::from_millis(100));
+                continue;
             }
+        };
+        while busy.load(Ordering::Acquire) >= MAX_SCRAPES {
+            std::thread::sleep(Duration::from_millis(5));
         }
+        busy.fetch_add(1, Ordering::AcqRel);
+        let (metrics, set, cache, done) = (
+            Arc::clone(&metrics),
+            Arc::clone(&set),
+            cache.clone(),
+            Arc::clone(&busy),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("scrape".into())
+            .spawn(move || {
+                if let Err(e) = answer(stream, &metrics, &set, cache.as_deref()) {
+                    log::debug!("metrics: {e}");
+                }
+                done.fetch_sub(1, Ordering::AcqRel);
+            });
+        if let Err(e) = spawned {
+            log::warn!("metrics: cannot start a thread: {e}");
+            busy.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Socket timeouts set to what is left of the scrape's deadline before each read or write.
+struct Deadline {
+    at: Instant,
+}
+
+impl Deadline {
+    fn left(&self) -> std::io::Result<Duration> {
+        let left = self.at.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        Ok(left)
     }
 }
 
@@ -299,11 +367,13 @@ fn answer(
     set: &BackendSet,
     cache: Option<&Cache>,
 ) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(SCRAPE_IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(SCRAPE_IO_TIMEOUT))?;
+    let deadline = Deadline {
+        at: Instant::now() + SCRAPE_DEADLINE,
+    };
     let mut buf = vec![0u8; MAX_HEAD_BYTES];
     let mut len = 0;
     let head = loop {
+        stream.set_read_timeout(Some(deadline.left()?))?;
         let n = stream.read(&mut buf[len..])?;
         if n == 0 {
             return Ok(());
@@ -316,7 +386,7 @@ fn answer(
             Err(e) => {
                 let page =
                     error_page::render(e.status(), &e.to_string(), Format::Text, false, false);
-                return stream.write_all(&page);
+                return write_before(&mut stream, &page, &deadline);
             }
         }
     };
@@ -333,7 +403,7 @@ fn answer(
                 false,
                 head_only,
             );
-            return stream.write_all(&page);
+            return write_before(&mut stream, &page, &deadline);
         }
     };
     let mut out = format!(
@@ -344,7 +414,24 @@ fn answer(
     if !head_only {
         out.extend_from_slice(&body);
     }
-    stream.write_all(&out)
+    write_before(&mut stream, &out, &deadline)
+}
+
+/// Writes all of `bytes` before the scrape's deadline.
+fn write_before(
+    stream: &mut TcpStream,
+    mut bytes: &[u8],
+    deadline: &Deadline,
+) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        stream.set_write_timeout(Some(deadline.left()?))?;
+        let n = stream.write(bytes)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[n..];
+    }
+    Ok(())
 }
 
 /// A human-readable table of the backend set.

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rustls::crypto::ring;
 use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
-use rustls::{InconsistentKeys, RootCertStore, ServerConfig};
+use rustls::{ClientConfig, InconsistentKeys, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
@@ -331,6 +331,33 @@ pub fn backend_tls_config(ca: Option<&Path>) -> Result<TlsConfig, TlsError> {
         .root_certs(backend_roots(ca)?)
         .unversioned_rustls_crypto_provider(Arc::new(ring::default_provider()))
         .build())
+}
+
+/// rustls client settings for https backends, driven by the event loops: the roots of
+/// [`backend_roots`] (the certificates in `-backend-ca`, else Mozilla's bundled roots), ring,
+/// TLS 1.3 and 1.2, ALPN `http/1.1`, session resumption in memory. Built once and shared by
+/// every loop.
+pub fn backend_client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            for cert in certificates(FileFlag::BackendCa, path)? {
+                roots.add(cert).map_err(|source| TlsError::BadCertificate {
+                    flag: FileFlag::BackendCa,
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let mut config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_protocol_versions(VERSIONS)
+        .map_err(TlsError::Setup)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// The file's bytes. Read whole (rather than with `pem_file_iter`) so that an I/O error is

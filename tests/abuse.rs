@@ -427,7 +427,7 @@ fn chunked_post(chunks: usize, size: usize) -> Vec<u8> {
         b"POST /echo HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     for _ in 0..chunks {
         raw.extend_from_slice(format!("{size:x}\r\n").as_bytes());
-        raw.extend(std::iter::repeat(b'x').take(size));
+        raw.extend(std::iter::repeat_n(b'x', size));
         raw.extend_from_slice(b"\r\n");
     }
     raw.extend_from_slice(b"0\r\n\r\n");
@@ -437,7 +437,7 @@ fn chunked_post(chunks: usize, size: usize) -> Vec<u8> {
 fn length_post(len: usize) -> Vec<u8> {
     let mut raw =
         format!("POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: {len}\r\n\r\n").into_bytes();
-    raw.extend(std::iter::repeat(b'x').take(len));
+    raw.extend(std::iter::repeat_n(b'x', len));
     raw
 }
 

@@ -2,8 +2,8 @@
 //!
 //! ```text
 //!   miss, no flight ──► leader: Flight installed, FillTicket (leader) returned
-//!   miss, flight    ──► waiter: waits on the Flight (no cache lock held) until it finishes
-//!                       or the caller's timeout passes, then looks up the store once more:
+//!   miss, flight    ──► waiter: subscribes to the Flight and goes on with other work; when
+//!                       it finishes (or the waiter's own timeout passes) it looks once more:
 //!                         stored and matching ─► hit
 //!                         otherwise            ─► fetches itself without waiting again:
 //!                                                 a leader if no flight runs by then
@@ -14,46 +14,67 @@
 //! The table also counts every outstanding ticket of a URL, leader or not, so that an
 //! invalidation (RFC 9111 §4.4) arriving while a response is being fetched keeps that
 //! response out of the store. The table lives under the cache's one lock; a `Flight` has its
-//! own small lock and condition variable, so waiting never holds the cache lock. The
+//! own small lock and a list of wake-up callbacks (an event loop's mailbox), so no thread
+//! ever blocks on it and waiting never holds the cache lock. The
 //! `FillTicket` guard that drives this is in `mod.rs`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError};
 
-/// Longest wait honoured, so that a deadline can always be computed.
-const LONGEST_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
+/// Called when a flight finishes (or at once, if it already has): the waiter's loop is told
+/// to look the URL up again.
+pub type OnFinish = Box<dyn FnOnce() + Send>;
 
 /// One leader's fetch that other misses may wait for.
 #[derive(Default)]
-pub(crate) struct Flight {
-    finished: Mutex<bool>,
-    cond: Condvar,
+pub struct Flight {
+    state: Mutex<FlightState>,
+}
+
+#[derive(Default)]
+struct FlightState {
+    finished: bool,
+    waiters: Vec<OnFinish>,
+}
+
+impl std::fmt::Debug for Flight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flight")
+            .field("finished", &self.is_finished())
+            .finish()
+    }
 }
 
 impl Flight {
     /// Wakes every waiter, now and later.
     pub(crate) fn finish(&self) {
-        *self.finished.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        self.cond.notify_all();
+        let waiters = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.finished = true;
+            std::mem::take(&mut state.waiters)
+        };
+        for wake in waiters {
+            wake();
+        }
     }
 
-    /// Waits until the flight finishes (true) or `timeout` passes (false).
-    pub(crate) fn wait(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout.min(LONGEST_WAIT);
-        let mut finished = self.finished.lock().unwrap_or_else(PoisonError::into_inner);
-        while !*finished {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            finished = self
-                .cond
-                .wait_timeout(finished, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+    /// Calls `wake` once the flight finishes (at once, if it has). The waiter keeps its own
+    /// deadline: a wake-up after it stopped waiting must be harmless to it.
+    pub fn subscribe(&self, wake: OnFinish) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.finished {
+            drop(state);
+            wake();
+        } else {
+            state.waiters.push(wake);
         }
-        true
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .finished
     }
 }
 
@@ -148,7 +169,6 @@ impl FillTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::thread;
 
     #[test]
     fn one_leader_per_key_until_it_closes() {
@@ -180,15 +200,29 @@ mod tests {
     }
 
     #[test]
-    fn wait_returns_on_finish_or_timeout() {
-        let flight = Arc::new(Flight::default());
-        let start = Instant::now();
-        assert!(!flight.wait(Duration::from_millis(30)));
-        assert!(start.elapsed() >= Duration::from_millis(30));
-        let f = Arc::clone(&flight);
-        let waiter = thread::spawn(move || f.wait(Duration::from_secs(30)));
+    fn subscribers_are_called_once_at_finish_or_at_once_after() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let flight = Flight::default();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = |calls: &Arc<AtomicUsize>| -> OnFinish {
+            let calls = Arc::clone(calls);
+            Box::new(move || {
+                calls.fetch_add(1, Ordering::SeqCst);
+            })
+        };
+        flight.subscribe(counter(&calls));
+        flight.subscribe(counter(&calls));
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
         flight.finish();
-        assert!(waiter.join().unwrap());
-        assert!(flight.wait(Duration::ZERO), "finished stays finished");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert!(flight.is_finished());
+        flight.subscribe(counter(&calls));
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            3,
+            "a late subscriber is called at once"
+        );
+        flight.finish();
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "nobody twice");
     }
 }

@@ -2,9 +2,10 @@
 //! with RFC 9111 freshness, `Vary`, invalidation by unsafe methods and collapsed forwarding.
 //!
 //! GoAround keys by path only, never expires and ignores `Cache-Control`; this cache behaves
-//! the way nginx and HAProxy operators expect instead. It does no I/O: a worker asks
-//! [`Cache::lookup`] before taking a backend handle and gets either a stored response or a
-//! [`FillTicket`]; it forwards, asks the ticket whether the response head is storable,
+//! the way nginx and HAProxy operators expect instead. It does no I/O and never blocks: an
+//! event loop asks [`Cache::lookup`] before taking a backend slot and gets a stored
+//! response, a [`FillTicket`], or a [`Flight`] to wait on (another request is fetching the
+//! URL); with a ticket it forwards, asks the ticket whether the response head is storable,
 //! streams the body to the client while keeping a copy up to [`FillTicket::max_body`], and
 //! hands the copy to [`FillTicket::store`]. Dropping a ticket without storing (error,
 //! unstorable response, too large, panic) releases the requests waiting on it.
@@ -37,7 +38,8 @@ use std::time::{Duration, Instant, SystemTime};
 use http::header::{AGE, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
-use collapse::{FillTable, Flight, Registration};
+use collapse::{FillTable, Registration};
+pub use collapse::{Flight, OnFinish};
 use store::{Entry, Store};
 
 pub use policy::{request_is_cacheable, NotStorable, Storable};
@@ -124,6 +126,9 @@ pub enum Lookup {
     /// Forward the request. With a ticket the response may be stored through it; without
     /// one (HEAD, or a request bypassing the cache) it must not be.
     Miss(Option<FillTicket>),
+    /// Another request is fetching this URL: wait for its [`Flight`] to finish, then look
+    /// up again without waiting.
+    Wait(Arc<Flight>),
 }
 
 /// The time, injectable so tests can move it.
@@ -193,14 +198,16 @@ impl Cache {
     }
 
     /// Looks up the response for `method` (GET or HEAD) on `scheme://host` + `target` (the
-    /// request-target as sent, query included) with the request's header fields.
+    /// request-target as sent, query included) with the request's header fields. Never
+    /// blocks.
     ///
-    /// On a miss while another request fetches the same URL this waits up to `wait` for it
-    /// (collapsed forwarding), then looks again. A GET miss gets a ticket; a GET miss that
-    /// finds no fetch running (and has no `Range` or conditional fields) becomes the one
-    /// others wait for, also after waiting for a fetch that did not answer it. HEAD is
-    /// answered from a stored GET but never gets a ticket. A request
-    /// [`request_is_cacheable`] refuses gets `Miss(None)` at once and is not counted.
+    /// On a miss while another request fetches the same URL, and `may_wait`, the answer is
+    /// [`Lookup::Wait`]: subscribe to the flight, and when it finishes (or your own patience
+    /// ends) look up again with `may_wait` false (collapsed forwarding). A GET miss gets a
+    /// ticket; a GET miss that finds no fetch running (and has no `Range` or conditional
+    /// fields) leads: it becomes the one others wait for. HEAD is answered from a stored GET
+    /// but never gets a ticket. A request [`request_is_cacheable`] refuses gets `Miss(None)`
+    /// at once and is not counted.
     pub fn lookup(
         &self,
         method: &Method,
@@ -208,7 +215,7 @@ impl Cache {
         host: &str,
         target: &str,
         req_headers: &HeaderMap,
-        wait: Duration,
+        may_wait: bool,
     ) -> Lookup {
         if !request_is_cacheable(method, req_headers) {
             return Lookup::Miss(None);
@@ -221,33 +228,19 @@ impl Cache {
             inner.hits += 1;
             return Lookup::Hit(hit(found));
         }
-        match inner.fills.leader(&key) {
-            Some(flight) if !wait.is_zero() => {
-                inner.collapsed += 1;
-                drop(inner);
-                flight.wait(wait);
-                let mut inner = shared.lock();
-                if let Some(found) = inner.store.get(&key, req_headers, shared.clock.now()) {
-                    inner.hits += 1;
-                    return Lookup::Hit(hit(found));
-                }
-                inner.misses += 1;
-                // The leader failed, was not storable, stored another variant, or is still
-                // running past our patience: fetch without waiting twice. With no fetch
-                // running by now, lead this one. A response is stored only after its last
-                // byte went to the client, who may ask again at once: that request must find
-                // a flight to wait on, not fetch a third time.
-                let lead = inner.fills.leader(&key).is_none() && policy::may_lead(req_headers);
-                let ticket = may_fill.then(|| self.ticket(&mut inner, key, req_headers, lead));
-                Lookup::Miss(ticket)
-            }
-            running => {
-                inner.misses += 1;
-                let lead = running.is_none() && policy::may_lead(req_headers);
-                let ticket = may_fill.then(|| self.ticket(&mut inner, key, req_headers, lead));
-                Lookup::Miss(ticket)
-            }
+        let running = inner.fills.leader(&key);
+        if let (Some(flight), true) = (&running, may_wait) {
+            inner.collapsed += 1;
+            return Lookup::Wait(Arc::clone(flight));
         }
+        inner.misses += 1;
+        // A waiter that looks again does not wait twice: it fetches, and leads when no fetch
+        // runs by now. A response is stored only after its last byte went to the client, who
+        // may ask again at once: that request must find a flight to wait on, not fetch a
+        // third time.
+        let lead = running.is_none() && policy::may_lead(req_headers);
+        let ticket = may_fill.then(|| self.ticket(&mut inner, key, req_headers, lead));
+        Lookup::Miss(ticket)
     }
 
     fn ticket(&self, inner: &mut Inner, key: String, req: &HeaderMap, lead: bool) -> FillTicket {

@@ -48,11 +48,27 @@ fn fields(h: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
     h.iter().map(|(n, v)| (n.clone(), v.clone())).collect()
 }
 
-const NO_WAIT: Duration = Duration::ZERO;
 const LONG: Duration = Duration::from_secs(30);
 
 fn get(cache: &Cache, host: &str, target: &str, req: &HeaderMap) -> Lookup {
-    cache.lookup(&Method::GET, "http", host, target, req, NO_WAIT)
+    cache.lookup(&Method::GET, "http", host, target, req, false)
+}
+
+/// Looks up a GET of `http://h{target}` as an event loop does: when another request is
+/// fetching it, wait (here: block this test thread) until that fetch finishes or `patience`
+/// runs out, then look again without waiting.
+fn wait_and_look(cache: &Cache, target: &str, req: &HeaderMap, patience: Duration) -> Lookup {
+    match cache.lookup(&Method::GET, "http", "h", target, req, true) {
+        Lookup::Wait(flight) => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            flight.subscribe(Box::new(move || {
+                let _ = tx.send(());
+            }));
+            let _ = rx.recv_timeout(patience);
+            cache.lookup(&Method::GET, "http", "h", target, req, false)
+        }
+        other => other,
+    }
 }
 
 fn ticket(lookup: Lookup) -> FillTicket {
@@ -115,7 +131,7 @@ fn key_includes_scheme_host_and_query() {
     assert!(!is_hit(&get(&cache, "a.example", "/p?q=2", &none)));
     assert!(!is_hit(&get(&cache, "a.example", "/p", &none)));
     assert!(!is_hit(&get(&cache, "b.example", "/p?q=1", &none)));
-    let https = cache.lookup(&Method::GET, "https", "a.example", "/p?q=1", &none, NO_WAIT);
+    let https = cache.lookup(&Method::GET, "https", "a.example", "/p?q=1", &none, false);
     assert!(!is_hit(&https));
     assert!(is_hit(&get(&cache, "A.Example", "/p?q=1", &none)));
 }
@@ -124,7 +140,7 @@ fn key_includes_scheme_host_and_query() {
 fn head_is_served_from_get_but_never_fills() {
     let (cache, _) = cache();
     let none = HeaderMap::new();
-    let head = || cache.lookup(&Method::HEAD, "http", "h", "/", &none, NO_WAIT);
+    let head = || cache.lookup(&Method::HEAD, "http", "h", "/", &none, false);
     assert!(matches!(head(), Lookup::Miss(None)));
     fill(ticket(get(&cache, "h", "/", &none)), &[], b"body").unwrap();
     assert_eq!(body_of(head()), b"body");
@@ -138,7 +154,7 @@ fn bypassing_requests_get_no_ticket_and_are_not_counted() {
         get(&cache, "h", "/", &no_store),
         Lookup::Miss(None)
     ));
-    let post = cache.lookup(&Method::POST, "http", "h", "/", &HeaderMap::new(), NO_WAIT);
+    let post = cache.lookup(&Method::POST, "http", "h", "/", &HeaderMap::new(), false);
     assert!(matches!(post, Lookup::Miss(None)));
     assert_eq!(cache.stats(), CacheStats::default());
 }
@@ -328,7 +344,7 @@ fn concurrent_misses(
                 .spawn(move || {
                     barrier.wait();
                     let none = HeaderMap::new();
-                    match cache.lookup(&Method::GET, "http", "h", "/c", &none, LONG) {
+                    match wait_and_look(&cache, "/c", &none, LONG) {
                         Lookup::Miss(Some(t)) if t.is_leader() => {
                             // A waiter may lead the next fetch once the first leader is done;
                             // that one is an answer like the others.
@@ -418,7 +434,7 @@ fn waiter_timeout_is_honoured() {
     let leader = ticket(get(&cache, "h", "/slow", &none));
     let start = Instant::now();
     let wait = Duration::from_millis(50);
-    let waiter = cache.lookup(&Method::GET, "http", "h", "/slow", &none, wait);
+    let waiter = wait_and_look(&cache, "/slow", &none, wait);
     let waited = start.elapsed();
     assert!(waited >= wait && waited < LONG, "{waited:?}");
     assert!(!ticket(waiter).is_leader());
@@ -451,7 +467,7 @@ fn a_waiter_of_another_variant_fetches_itself() {
         let cache = cache.clone();
         thread::spawn(move || {
             let br = headers(&[("accept-encoding", "br")]);
-            cache.lookup(&Method::GET, "http", "h", "/v", &br, LONG)
+            wait_and_look(&cache, "/v", &br, LONG)
         })
     };
     eventually("the waiter", || cache.stats().collapsed == 1);
@@ -477,7 +493,7 @@ fn a_waiter_fetching_itself_leads_so_the_next_miss_waits_for_it() {
     ));
     let lookup_br = || {
         let (cache, br) = (cache.clone(), br.clone());
-        thread::spawn(move || cache.lookup(&Method::GET, "http", "h", "/v", &br, LONG))
+        thread::spawn(move || wait_and_look(&cache, "/v", &br, LONG))
     };
     let waiter = lookup_br();
     eventually("the waiter", || cache.stats().collapsed == 1);

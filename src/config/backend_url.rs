@@ -82,6 +82,27 @@ impl BackendUrl {
     pub fn is_https(&self) -> bool {
         self.base.starts_with("https://")
     }
+
+    /// The host as it is resolved or connected to: a name, an IPv4 literal, or an IPv6
+    /// literal without its brackets.
+    pub fn host(&self) -> &str {
+        let host_port = self.host_port();
+        let host = host_port
+            .rsplit_once(':')
+            .map_or(host_port, |(host, _)| host);
+        host.strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
+    }
+
+    /// The port, always present in the normalised form.
+    pub fn port(&self) -> u16 {
+        self.host_port()
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse().ok())
+            // `parse_url` always writes a valid port; 0 is never reached.
+            .unwrap_or(0)
+    }
 }
 
 impl fmt::Display for BackendUrl {

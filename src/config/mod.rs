@@ -44,8 +44,8 @@ pub(crate) const DEFAULT_SOCKET: &str = "/tmp/goaround.sock";
 pub(crate) const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(10);
 /// `-health-timeout`: time limit of one health check.
 pub(crate) const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
-/// `-workers`: worker threads serving requests.
-pub(crate) const DEFAULT_WORKERS: usize = 64;
+/// `-tunnel-idle-timeout`: a WebSocket tunnel with no traffic either way.
+pub(crate) const DEFAULT_TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 /// `-connect-timeout`: time limit for opening a connection to a backend.
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// `-response-timeout`: from request sent to response head received.
@@ -64,8 +64,8 @@ pub(crate) const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// `-max-conns`: open client connections; beyond it accepting pauses.
 pub(crate) const DEFAULT_MAX_CLIENT_CONNS: usize = 10_000;
-/// `-workers` upper bound: more threads than this only add contention and memory.
-pub(crate) const MAX_WORKERS: usize = 4096;
+/// `-workers` upper bound: event loops beyond the number of cores only add contention.
+pub(crate) const MAX_WORKERS: usize = 1024;
 /// Upper bound of `-n`: each handle is a ureq agent built when the backend is added.
 pub(crate) const MAX_CONNS_PER_BACKEND: usize = 4096;
 /// `-handshake-timeout`: from accept to the end of the TLS handshake.
@@ -92,7 +92,7 @@ pub struct Config {
     pub health_interval: Duration,
     /// `-health-timeout`, default 5s.
     pub health_timeout: Duration,
-    /// `-workers`, default 64.
+    /// `-workers`, default the number of CPUs: event loops.
     pub workers: usize,
     /// `-connect-timeout`, default 5s.
     pub connect_timeout: Duration,
@@ -122,6 +122,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// `-handshake-timeout`, default 10s: from accept to the end of the TLS handshake.
     pub handshake_timeout: Duration,
+    /// `-tunnel-idle-timeout`, default 1h: a WebSocket tunnel with no traffic either way.
+    pub tunnel_idle_timeout: Duration,
     /// `-backend-ca`: CA certificates for https backends instead of the bundled web roots.
     pub backend_ca: Option<PathBuf>,
     /// `-cache` with `-cache-size` (64MB), `-cache-max-object` (1MB), `-cache-ttl` (60s).
@@ -161,7 +163,7 @@ impl Config {
             workers: count(
                 "workers",
                 raw.workers.as_deref(),
-                DEFAULT_WORKERS,
+                default_workers(),
                 MAX_WORKERS,
             )?,
             connect_timeout: duration(
@@ -218,10 +220,23 @@ impl Config {
                 raw.handshake_timeout.as_deref(),
                 DEFAULT_HANDSHAKE_TIMEOUT,
             )?,
+            tunnel_idle_timeout: duration(
+                "tunnel-idle-timeout",
+                raw.tunnel_idle_timeout.as_deref(),
+                DEFAULT_TUNNEL_IDLE_TIMEOUT,
+            )?,
             backend_ca: file(raw.backend_ca.as_deref()),
             cache: cache(raw)?,
         })
     }
+}
+
+/// `-workers` by default: one event loop per CPU the process may run on (HAProxy's
+/// `nbthread` and nginx's `worker_processes auto` choose the same).
+pub(crate) fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(MAX_WORKERS)
 }
 
 /// `-cacert` and `-privkey` go together (GoAround terminates TLS only when both are given;

@@ -31,7 +31,9 @@ fn defaults() {
     assert_eq!(c.socket, PathBuf::from("/tmp/goaround.sock"));
     assert_eq!(c.health_interval, Duration::from_secs(10));
     assert_eq!(c.health_timeout, Duration::from_secs(5));
-    assert_eq!(c.workers, 64);
+    assert_eq!(c.workers, default_workers());
+    assert!(c.workers >= 1);
+    assert_eq!(c.tunnel_idle_timeout, Duration::from_secs(3600));
     assert_eq!(c.connect_timeout, Duration::from_secs(5));
     assert_eq!(c.response_timeout, Duration::from_secs(30));
     assert_eq!(c.queue_timeout, Duration::from_secs(5));
@@ -60,7 +62,8 @@ fn usage_shows_the_real_defaults() {
         .filter(|f| matches!(f.kind, FlagKind::Value { .. }) && f.default.is_empty())
         .map(|f| f.name)
         .collect();
-    assert_eq!(without, ["b", "cacert", "privkey", "backend-ca"]);
+    // -workers defaults to the number of CPUs, which the help text says in words.
+    assert_eq!(without, ["b", "workers", "cacert", "privkey", "backend-ca"]);
 }
 
 #[test]
@@ -80,7 +83,7 @@ fn values() {
         "/run/lb.sock",
         "-health-interval=1m30s",
         "-health-timeout=1.5s",
-        "-workers=4096",
+        "-workers=1024",
         "-connect-timeout=100ms",
         "-response-timeout=2m",
         "-queue-timeout=250us",
@@ -106,7 +109,7 @@ fn values() {
     assert_eq!(c.socket, PathBuf::from("/run/lb.sock"));
     assert_eq!(c.health_interval, Duration::from_secs(90));
     assert_eq!(c.health_timeout, Duration::from_millis(1500));
-    assert_eq!(c.workers, 4096);
+    assert_eq!(c.workers, 1024);
     assert_eq!(c.connect_timeout, Duration::from_millis(100));
     assert_eq!(c.response_timeout, Duration::from_secs(120));
     assert_eq!(c.queue_timeout, Duration::from_micros(250));
@@ -182,7 +185,7 @@ fn errors() {
             "invalid value \"99999999999999999999\" for -n: value out of range",
         ),
         (&["-workers", "0"], "-workers must be at least 1"),
-        (&["-workers", "4097"], "-workers must be at most 4096"),
+        (&["-workers", "1025"], "-workers must be at most 1024"),
         (&["-max-conns", "0"], "-max-conns must be at least 1"),
         (
             &["-socket="],
@@ -307,4 +310,18 @@ fn max_fails_and_max_body() {
     assert_eq!(c.max_fails, 0);
     assert_eq!(c.max_body, Some(1 << 20));
     assert_eq!(ok(&["-max-body", "0"]).max_body, None);
+}
+
+#[test]
+fn backend_url_host_and_port() {
+    let cases = [
+        ("http://127.0.0.1:9001", "127.0.0.1", 9001),
+        ("https://Example.com", "example.com", 443),
+        ("http://[::1]:8080/", "::1", 8080),
+        ("http://localhost", "localhost", 80),
+    ];
+    for (url, host, port) in cases {
+        let url = BackendUrl::parse(url).unwrap();
+        assert_eq!((url.host(), url.port()), (host, port), "{url}");
+    }
 }

@@ -1,35 +1,36 @@
-//! The worker's side of the GET cache (`-cache`): look up before a backend is chosen, answer
+//! The loop's side of the GET cache (`-cache`): look up before a backend is chosen, answer
 //! hits, and fill on misses while relaying.
 //!
 //! The rules (what is stored, for how long, keys, `Vary`, collapsed forwarding) live in
 //! `crate::cache`; this module only connects them to a request and a response: a hit is
-//! written with `Age` and `X-Cache: HIT`, a response that went to a backend carries
-//! `X-Cache: MISS`, and a non-GET/HEAD request invalidates the URL it names.
-
-use std::io::Write;
+//! queued with `Age` and `X-Cache: HIT`, a response that went to a backend carries
+//! `X-Cache: MISS`, and a non-GET/HEAD request invalidates the URL it names. A request that
+//! waits for another one's fetch is only state: its loop is told through its mailbox when
+//! the fetch ends.
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
-use super::relay::{connection_tokens, Capture};
-use super::stream::ClientStream;
+use super::buffer::BufferPool;
+use super::session::io::ClientIo;
 use super::Shared;
-use crate::cache::{CachedResponse, FillTicket, Lookup, Storable};
-use crate::http1::request::is_hop_by_hop;
+use crate::cache::{CachedResponse, FillTicket, Flight, Lookup, Storable};
 use crate::http1::response::{write_head, ResponseFraming};
 use crate::http1::RequestHead;
+use std::sync::Arc;
 
 /// What the cache says about a request before it is forwarded.
 pub(crate) enum Step {
     /// No cache, or a method the cache has nothing to do with.
     Bypass,
-    /// A stored response answers it.
     Hit(CachedResponse),
     /// Forward it; with a ticket, the response may be stored (and others wait for it).
     Miss(Option<FillTicket>),
+    /// Another request is fetching this URL.
+    Wait(Arc<Flight>),
 }
 
-/// Looks the request up (GET and HEAD); waits for a concurrent fetch of the same URL.
-pub(crate) fn lookup(shared: &Shared, head: &RequestHead) -> Step {
+/// Looks the request up (GET and HEAD).
+pub(crate) fn lookup(shared: &Shared, head: &RequestHead, may_wait: bool) -> Step {
     let Some(cache) = &shared.cache else {
         return Step::Bypass;
     };
@@ -37,17 +38,17 @@ pub(crate) fn lookup(shared: &Shared, head: &RequestHead) -> Step {
         return Step::Bypass;
     }
     let host = head.host.as_deref().unwrap_or_default();
-    let wait = shared.config.response_timeout;
     match cache.lookup(
         &head.method,
         shared.proto,
         host,
         &head.target,
         &head.headers,
-        wait,
+        may_wait,
     ) {
         Lookup::Hit(response) => Step::Hit(response),
         Lookup::Miss(ticket) => Step::Miss(ticket),
+        Lookup::Wait(flight) => Step::Wait(flight),
     }
 }
 
@@ -60,13 +61,15 @@ pub(crate) fn invalidate(shared: &Shared, head: &RequestHead) {
     }
 }
 
-/// Writes a stored response. Returns false if the client could not take it.
-pub(crate) fn write_hit(
-    stream: &ClientStream,
+/// Queues a stored response for the client; returns the body bytes it carries.
+pub(crate) fn queue_hit(
+    io: &mut ClientIo,
+    buffers: &mut BufferPool,
+    scratch: &mut Vec<u8>,
     head: &RequestHead,
     hit: &CachedResponse,
     keep_alive: bool,
-) -> bool {
+) -> u64 {
     let age = hit.age.as_secs().to_string();
     let fields = hit
         .headers
@@ -82,20 +85,26 @@ pub(crate) fn write_hit(
     } else {
         ResponseFraming::Length(length)
     };
-    let mut out = Vec::with_capacity(512 + if head_only { 0 } else { hit.body.len() });
+    scratch.clear();
     write_head(
-        &mut out,
+        scratch,
         hit.status.as_u16(),
         fields,
         framing,
         keep_alive,
         head.version,
     );
-    if !head_only {
-        out.extend_from_slice(&hit.body);
+    io.queue(buffers, scratch);
+    if head_only {
+        return 0;
     }
-    let mut stream = stream;
-    stream.write_all(&out).is_ok()
+    // A small body is copied behind the head (one write); a large one is sent from the
+    // store's own bytes.
+    let copied = io.queue(buffers, &hit.body);
+    if copied < hit.body.len() {
+        io.tail = Some((Arc::clone(&hit.body), copied));
+    }
+    length
 }
 
 /// A response on its way to the store: the ticket, its freshness, the head to replay and a
@@ -104,54 +113,101 @@ pub(crate) struct Fill {
     ticket: FillTicket,
     storable: Storable,
     headers: Vec<(HeaderName, HeaderValue)>,
-    pub(crate) capture: Capture,
+    body: Vec<u8>,
+    overflowed: bool,
 }
 
 impl Fill {
     /// Starts filling if the response head allows storing; otherwise the ticket is dropped
     /// at once so that nobody waits for a response that will not be stored.
-    pub(crate) fn start(
-        ticket: Option<FillTicket>,
-        response: &http::Response<ureq::Body>,
-    ) -> Option<Fill> {
-        let ticket = ticket?;
-        let storable = match ticket.storable(response.status(), response.headers()) {
+    pub(crate) fn start(ticket: FillTicket, status: u16, raw_head: &[u8]) -> Option<Fill> {
+        let fields = end_to_end_fields(raw_head);
+        let map: HeaderMap = fields.iter().cloned().collect();
+        let status = http::StatusCode::from_u16(status).ok()?;
+        let storable = match ticket.storable(status, &map) {
             Ok(storable) => storable,
             Err(why) => {
                 log::debug!("not cached: {why}");
                 return None;
             }
         };
-        let capture = Capture::new(ticket.max_body());
-        let headers = end_to_end(response.headers());
         Some(Fill {
             ticket,
             storable,
-            headers,
-            capture,
+            headers: fields,
+            body: Vec::new(),
+            overflowed: false,
         })
+    }
+
+    /// A piece of the body, as relayed; past the object limit the copy is given up.
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
+        if self.overflowed {
+            return;
+        }
+        if self.body.len() + bytes.len() > self.ticket.max_body() {
+            self.overflowed = true;
+            self.body = Vec::new();
+            return;
+        }
+        self.body.extend_from_slice(bytes);
     }
 
     /// Stores what was captured, if the whole body was.
     pub(crate) fn finish(self) {
-        if self.capture.overflowed {
+        if self.overflowed {
+            log::debug!("not cached: body larger than -cache-max-object");
             return;
         }
-        if let Err(why) = self
-            .ticket
-            .store(self.storable, self.headers, self.capture.body)
-        {
+        if let Err(why) = self.ticket.store(self.storable, self.headers, self.body) {
             log::debug!("not cached: {why}");
         }
     }
 }
 
-/// The response fields worth replaying from the store: hop-by-hop ones never are.
-fn end_to_end(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
-    let tokens = connection_tokens(headers);
-    headers
+/// The response's fields worth replaying from the store: hop-by-hop ones never are
+/// (RFC 9110 §7.6.1), nor those the `Connection` field names.
+fn end_to_end_fields(raw_head: &[u8]) -> Vec<(HeaderName, HeaderValue)> {
+    let mut fields = [httparse::EMPTY_HEADER; crate::http1::limits::MAX_HEADERS * 2];
+    let mut response = httparse::Response::new(&mut fields);
+    if response.parse(raw_head).is_err() {
+        return Vec::new();
+    }
+    let tokens: Vec<String> = response
+        .headers
         .iter()
-        .filter(|(name, _)| !is_hop_by_hop(name.as_str(), &tokens))
-        .map(|(name, value)| (name.clone(), value.clone()))
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| {
+            String::from_utf8_lossy(h.value)
+                .split(',')
+                .map(|t| t.trim().to_ascii_lowercase())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    response
+        .headers
+        .iter()
+        .filter_map(|h| {
+            let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+            let value = HeaderValue::from_bytes(h.value).ok()?;
+            Some((name, value))
+        })
+        .filter(|(name, _)| !crate::http1::request::is_hop_by_hop(name.as_str(), &tokens))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_fields_leave_hop_by_hop_out() {
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close, X-Hop\r\n\
+                    X-Hop: 1\r\nKeep-Alive: 5\r\nTransfer-Encoding: chunked\r\nETag: \"a\"\r\n\r\n";
+        let names: Vec<String> = end_to_end_fields(raw)
+            .into_iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        assert_eq!(names, ["content-type", "etag"]);
+    }
 }

@@ -1,26 +1,43 @@
-//! The client side: listening, the worker pool, and the process lifecycle.
+//! The client side: the event loops that own every connection, and the process lifecycle.
 //!
 //! [`run`] binds every socket first (so a port in use is a start-up error, not a log line),
-//! then starts the threads: the poller (accepts and parks connections), `-workers` workers,
-//! one health thread per backend, the control socket and the metrics listener. The calling
-//! thread waits for signals: SIGHUP reloads the TLS certificate; SIGTERM/SIGINT drain (stop
-//! accepting, let in-flight requests finish for up to `-shutdown-timeout`, remove the control
-//! socket) and return.
+//! then starts the threads: `-workers` event loops (`event_loop`), each with its own
+//! listening socket on the client port and its own connections, one health thread per
+//! backend, the control socket and the metrics listener. The calling thread waits for
+//! signals: SIGHUP reloads the TLS certificate; SIGTERM/SIGINT drain (stop accepting, let
+//! in-flight requests finish for up to `-shutdown-timeout`, remove the control socket) and
+//! return.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `event_loop.rs` | one loop: poll, accept, dispatch events, mailbox, timers, panics |
+//! | `session/` | a client connection's states: handshake, idle, exchange, tunnel |
+//! | `upstream_conn.rs` | backend connections: non-blocking connect, the per-loop idle pool |
+//! | `transport.rs` | a non-blocking stream, plain or TLS (client and server side) |
+//! | `mailbox.rs` | messages from other threads to a loop, and its waker |
+//! | `caching.rs` | the loop's side of the GET cache |
+//! | `listen.rs`, `nofile.rs` | the `SO_REUSEPORT` listener group; the open-files limit |
+//! | `buffer.rs`, `slab.rs`, `timers.rs` | fixed buffers, connection slabs, deadlines |
 
-mod body;
+mod buffer;
 mod caching;
-mod conn;
+mod event_loop;
+mod listen;
+mod mailbox;
 mod nofile;
-mod poller;
-mod relay;
-mod stream;
-mod worker;
+pub(crate) mod session;
+mod slab;
+mod timers;
+mod transport;
+mod upstream_conn;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use mio::{Poll, Waker};
 
 use crate::cache::Cache;
 use crate::config::Config;
@@ -29,10 +46,12 @@ use crate::metrics::{self, Metrics};
 use crate::tls::{self, ReloadableConfig, TlsError};
 use crate::upstream::health::{self, HealthSettings};
 use crate::upstream::policy::RoundRobin;
-use crate::upstream::{AgentSettings, BackendSet};
+use crate::upstream::BackendSet;
+use event_loop::EventLoop;
+use mailbox::{Mailbox, Msg};
 
-/// Stack size of worker threads: they hold no large arrays (buffers are on the heap).
-const WORKER_STACK: usize = 256 * 1024;
+/// Stack size of event-loop threads: they hold no large arrays (buffers are on the heap).
+const LOOP_STACK: usize = 512 * 1024;
 
 /// What every thread shares.
 pub(crate) struct Shared {
@@ -43,24 +62,18 @@ pub(crate) struct Shared {
     pub(crate) proto: &'static str,
     /// The TLS configuration new connections use, when the listener speaks TLS.
     pub(crate) tls: Option<Arc<ReloadableConfig>>,
+    /// TLS settings for https backends.
+    pub(crate) backend_tls: Option<Arc<rustls::ClientConfig>>,
     /// The GET cache (`-cache`).
     pub(crate) cache: Option<Arc<Cache>>,
+    /// Open client connections, across loops (for `-max-conns`).
+    pub(crate) open: AtomicUsize,
     shutting_down: AtomicBool,
 }
 
 impl Shared {
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
-    }
-
-    /// Socket options every client connection gets: no Nagle delay (responses are written
-    /// whole), the write timeout as a kernel timeout, and reads that give up after
-    /// [`worker::LINGER`] (longer waits, such as the body timeout, are loops over that).
-    fn prepare_client_socket(&self, stream: &TcpStream) -> std::io::Result<()> {
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(worker::LINGER))?;
-        stream.set_write_timeout(Some(self.config.write_timeout))?;
-        Ok(())
     }
 }
 
@@ -90,6 +103,12 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
+/// A running loop, as the main thread sees it.
+struct LoopHandle {
+    mailbox: Arc<Mailbox>,
+    thread: thread::JoinHandle<()>,
+}
+
 /// Runs the load balancer until SIGTERM or SIGINT; returns after the drain.
 pub fn run(config: Config) -> Result<(), StartError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -105,13 +124,15 @@ pub fn run(config: Config) -> Result<(), StartError> {
         )),
         None => None,
     };
-    let backend_tls =
+    let health_tls =
         tls::backend_tls_config(config.backend_ca.as_deref()).map_err(StartError::Tls)?;
+    let backend_tls =
+        tls::backend_client_config(config.backend_ca.as_deref()).map_err(StartError::Tls)?;
 
     let open_files = nofile::raise_open_files_limit();
     let listen_addr = SocketAddr::new(config.bind, config.port);
-    let listener =
-        TcpListener::bind(listen_addr).map_err(|e| StartError::Listen(listen_addr, e))?;
+    let listeners = listen::bind_group(listen_addr, config.workers)
+        .map_err(|e| StartError::Listen(listen_addr, e))?;
     let metrics_addr = SocketAddr::new(config.bind, config.metrics_port);
     let metrics_listener =
         TcpListener::bind(metrics_addr).map_err(|e| StartError::Metrics(metrics_addr, e))?;
@@ -122,20 +143,19 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let health_settings = HealthSettings {
         interval: config.health_interval,
         timeout: config.health_timeout,
-        tls: backend_tls.clone(),
-    };
-    let settings = AgentSettings {
-        connect_timeout: config.connect_timeout,
-        response_timeout: config.response_timeout,
-        tls: backend_tls,
+        tls: health_tls,
     };
     let set = Arc::new(BackendSet::new(
         Box::new(RoundRobin::default()),
         config.max_conns_per_backend,
-        settings,
     ));
     for b in set.replace(&config.backends).added {
-        health::spawn(b, health_settings.clone(), Arc::clone(&metrics));
+        health::spawn(
+            b,
+            health_settings.clone(),
+            Arc::clone(&metrics),
+            Arc::clone(&set),
+        );
     }
 
     let shared = Arc::new(Shared {
@@ -144,31 +164,18 @@ pub fn run(config: Config) -> Result<(), StartError> {
         metrics: Arc::clone(&metrics),
         proto: if tls.is_some() { "https" } else { "http" },
         tls,
+        backend_tls: Some(backend_tls),
         cache: cache.clone(),
+        open: AtomicUsize::new(0),
         shutting_down: AtomicBool::new(false),
     });
 
-    let local = listener.local_addr().unwrap_or(listen_addr);
+    let local = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .unwrap_or(listen_addr);
     let metrics_local = metrics_listener.local_addr().unwrap_or(metrics_addr);
-    let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
-    let (poller, parker) =
-        poller::Poller::new(listener, ready_tx, Arc::clone(&shared)).map_err(StartError::Thread)?;
-
-    let mut workers = Vec::with_capacity(shared.config.workers);
-    for i in 0..shared.config.workers {
-        let w = worker::Worker::new(Arc::clone(&shared), ready_rx.clone(), parker.clone());
-        let handle = thread::Builder::new()
-            .name(format!("worker {i}"))
-            .stack_size(WORKER_STACK)
-            .spawn(move || w.run())
-            .map_err(StartError::Thread)?;
-        workers.push(handle);
-    }
-    drop((ready_rx, parker));
-    let poller_thread = thread::Builder::new()
-        .name("poller".into())
-        .spawn(move || poller.run())
-        .map_err(StartError::Thread)?;
+    let loops = start_loops(listeners, &shared)?;
     {
         let (metrics, set) = (Arc::clone(&metrics), Arc::clone(&set));
         thread::Builder::new()
@@ -191,7 +198,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }
     log::info!("metrics on {metrics_local}");
     log::info!(
-        "{} backends, -n {} handles each, {} workers, control socket {}",
+        "{} backends, -n {} in flight each, {} event loops, control socket {}",
         shared.config.backends.len(),
         shared.config.max_conns_per_backend,
         shared.config.workers,
@@ -225,25 +232,56 @@ pub fn run(config: Config) -> Result<(), StartError> {
     );
     shared.shutting_down.store(true, Ordering::Release);
     let deadline = Instant::now() + shared.config.shutdown_timeout;
-    let _ = poller_thread.join();
-    // Workers finish their current exchange and exit when the ready queue is empty. A second
-    // SIGTERM/SIGINT ends the wait at once (an operator pressing Ctrl-C twice).
-    while workers.iter().any(|w| !w.is_finished()) && Instant::now() < deadline {
+    for l in &loops {
+        l.mailbox.send(Msg::Drain { take_backlog: true });
+    }
+    // Loops end when their last connection does. A second SIGTERM/SIGINT ends the wait at
+    // once (an operator pressing Ctrl-C twice).
+    while loops.iter().any(|l| !l.thread.is_finished()) && Instant::now() < deadline {
         if signals.pending().any(|s| s != SIGHUP) {
             log::warn!("second signal: exiting without waiting for in-flight requests");
             break;
         }
         thread::sleep(Duration::from_millis(10));
     }
-    let unfinished = workers.iter().filter(|w| !w.is_finished()).count();
-    if unfinished > 0 && Instant::now() >= deadline {
-        log::warn!("{unfinished} workers still busy after the shutdown timeout; exiting anyway");
+    let busy = shared.open.load(Ordering::Acquire);
+    if busy > 0 && Instant::now() >= deadline {
+        log::warn!("{busy} connections still open after the shutdown timeout; exiting anyway");
     }
     if let Err(e) = std::fs::remove_file(&socket_path) {
         log::warn!("removing {}: {e}", socket_path.display());
     }
     log::info!("stopped");
     Ok(())
+}
+
+/// Starts one event loop per listener.
+fn start_loops(
+    listeners: Vec<TcpListener>,
+    shared: &Arc<Shared>,
+) -> Result<Vec<LoopHandle>, StartError> {
+    let mut loops = Vec::with_capacity(listeners.len());
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let poll = Poll::new().map_err(StartError::Thread)?;
+        let waker = Waker::new(poll.registry(), event_loop::WAKER).map_err(StartError::Thread)?;
+        let (mailbox, inbox) = Mailbox::new(waker);
+        let event_loop = EventLoop::new(
+            index,
+            poll,
+            Some(listener),
+            Arc::clone(&mailbox),
+            inbox,
+            Arc::clone(shared),
+        )
+        .map_err(StartError::Thread)?;
+        let thread = thread::Builder::new()
+            .name(format!("loop {index}"))
+            .stack_size(LOOP_STACK)
+            .spawn(move || event_loop.run())
+            .map_err(StartError::Thread)?;
+        loops.push(LoopHandle { mailbox, thread });
+    }
+    Ok(loops)
 }
 
 /// SIGHUP: new handshakes use the certificate and key now in the files; connections already

@@ -1,71 +1,40 @@
-//! One backend: its URL, its health, its handles and its in-flight count.
+//! One backend: its URL, its addresses, its health, and its `-n` slots.
 //!
-//! A [`Handle`] is the right to send one request to the backend at a time, the Rust form of
-//! GoAround's buffered channel of connections: `-n` handles per backend live in a bounded
-//! crossbeam channel, a worker takes one for the duration of an exchange and gives it back.
-//! Each handle owns a ureq `Agent` that keeps at most one idle connection, so the handle *is*
-//! the upstream connection and no pool is shared (or searched under a lock) between workers.
+//! A [`Slot`] is the right to have one request in flight to the backend, GoAround's `-n`
+//! (its buffered channel of connections) made a counter: at most `limit` slots are out at
+//! once, across every event loop. A slot is taken with one compare-and-swap and returned by
+//! dropping it; a returned slot goes straight to the first request queued for the backend's
+//! set, if any (see `set.rs`), so waiting requests are served in arrival order.
 //!
-//! A backend that is removed from the set is *retired*: handles that come back afterwards are
-//! dropped with their connections, so its in-flight requests finish and nothing new starts.
+//! Connections are not slots: each event loop keeps its own idle keep-alive connections per
+//! backend, and a slot only limits how many requests are in flight.
+//!
+//! Addresses: a backend named by IP literal has one address for good. A host name is
+//! resolved by the backend's health thread before each check (and when a connect fails), so
+//! an event loop never blocks on DNS; every address is used in turn, and a changed address
+//! is picked up at the next check. A backend that is removed from the set is *retired*:
+//! in-flight requests finish, nothing new is sent.
 
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::set::WaitQueue;
 use crate::config::BackendUrl;
 
-/// Timeouts and sizes every upstream agent is built with.
-#[derive(Debug, Clone)]
-pub struct AgentSettings {
-    pub connect_timeout: Duration,
-    pub response_timeout: Duration,
-    /// Trust for https backends (bundled web roots, or `-backend-ca`).
-    pub tls: ureq::tls::TlsConfig,
-}
-
-/// The right to one concurrent request to a backend, with the connection that carries it.
-pub struct Handle {
-    pub(crate) agent: ureq::Agent,
-}
-
-impl Handle {
-    fn new(settings: &AgentSettings) -> Handle {
-        use ureq::config::AutoHeaderValue;
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .allow_non_standard_methods(true)
-            .user_agent(AutoHeaderValue::None)
-            .accept(AutoHeaderValue::None)
-            .accept_encoding(AutoHeaderValue::None)
-            .timeout_connect(Some(settings.connect_timeout))
-            .timeout_recv_response(Some(settings.response_timeout))
-            // A backend that stops sending in the middle of a body is as dead as one that
-            // never answers: the same limit applies between reads.
-            .timeout_per_read(Some(settings.response_timeout))
-            // And a backend that stops reading an upload.
-            .timeout_per_write(Some(settings.response_timeout))
-            .max_idle_connections(1)
-            .max_idle_connections_per_host(1)
-            .input_buffer_size(64 * 1024)
-            .output_buffer_size(64 * 1024)
-            .tls_config(settings.tls.clone())
-            .build();
-        Handle {
-            agent: ureq::Agent::new_with_config(config),
-        }
-    }
-}
-
-/// Why a backend is down, for the log line of the transition.
-pub type DownReason = String;
+/// Gives every backend a process-wide identity, for per-loop connection pools and for the
+/// backends a queued request must not be given.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A backend in the current set (or retired from it, while its requests drain).
 pub struct Backend {
     pub url: BackendUrl,
+    /// Unique in the process, never reused.
+    pub id: u64,
+    /// `-n`: requests in flight at once.
+    limit: usize,
     up: AtomicBool,
     /// The first health check has given a verdict (until then the backend is *pending*).
     checked: AtomicBool,
@@ -78,24 +47,27 @@ pub struct Backend {
     /// Times requests took the backend out; a health check that began before the latest one
     /// must not bring it back.
     passive_downs: AtomicU64,
-    handles_tx: Sender<Handle>,
-    handles_rx: Receiver<Handle>,
+    addresses: Mutex<Arc<[SocketAddr]>>,
+    next_address: AtomicUsize,
+    /// The requests waiting for a slot of this backend's set.
+    queue: Arc<WaitQueue>,
     /// Wakes the backend's health thread early (added, retired, or a passive failure).
     pub(crate) health_wake: Sender<()>,
     pub(crate) health_wake_rx: Receiver<()>,
 }
 
 impl Backend {
-    /// A new backend, down until its first health check passes, with `handles` handles.
-    pub fn new(url: BackendUrl, handles: usize, settings: &AgentSettings) -> Arc<Backend> {
-        let (handles_tx, handles_rx) = crossbeam_channel::bounded(handles);
-        for _ in 0..handles {
-            // Cannot fail: the channel was made with room for exactly `handles`.
-            let _ = handles_tx.try_send(Handle::new(settings));
-        }
+    /// A new backend, down until its first health check passes, with `limit` slots.
+    pub(crate) fn new(url: BackendUrl, limit: usize, queue: Arc<WaitQueue>) -> Arc<Backend> {
         let (health_wake, health_wake_rx) = crossbeam_channel::bounded(1);
+        let literal: Arc<[SocketAddr]> = match url.host().parse::<IpAddr>() {
+            Ok(ip) => Arc::new([SocketAddr::new(ip, url.port())]),
+            Err(_) => Arc::new([]),
+        };
         Arc::new(Backend {
             url,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            limit,
             up: AtomicBool::new(false),
             checked: AtomicBool::new(false),
             retired: AtomicBool::new(false),
@@ -103,8 +75,9 @@ impl Backend {
             served: AtomicU64::new(0),
             failures: AtomicU32::new(0),
             passive_downs: AtomicU64::new(0),
-            handles_tx,
-            handles_rx,
+            addresses: Mutex::new(literal),
+            next_address: AtomicUsize::new(0),
+            queue,
             health_wake,
             health_wake_rx,
         })
@@ -139,6 +112,11 @@ impl Backend {
         self.in_flight.load(Ordering::Relaxed)
     }
 
+    /// `-n`: the most requests in flight at once.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     pub fn served(&self) -> u64 {
         self.served.load(Ordering::Relaxed)
     }
@@ -171,8 +149,6 @@ impl Backend {
     /// Takes the backend out of service for good; in-flight requests finish.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Release);
-        // Drop the idle handles now; busy ones are dropped as they come back.
-        while self.handles_rx.try_recv().is_ok() {}
         self.wake_health();
     }
 
@@ -181,70 +157,102 @@ impl Backend {
         let _ = self.health_wake.try_send(());
     }
 
-    pub(crate) fn handles(&self) -> &Receiver<Handle> {
-        &self.handles_rx
+    /// The addresses connections go to, in turn; empty until a host name was resolved.
+    pub fn addresses(&self) -> Arc<[SocketAddr]> {
+        Arc::clone(
+            &self
+                .addresses
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
-    /// Wraps a handle taken from [`handles`](Self::handles) into a lease on this backend.
-    pub(crate) fn lease(self: &Arc<Self>, handle: Handle) -> Lease {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    /// The address the next new connection should use: every address in turn.
+    pub fn next_address(&self) -> Option<SocketAddr> {
+        let addresses = self.addresses();
+        if addresses.is_empty() {
+            return None;
+        }
+        let i = self.next_address.fetch_add(1, Ordering::Relaxed);
+        Some(addresses[i % addresses.len()])
+    }
+
+    /// Resolves the host name again (blocking: health threads only). An IP literal needs
+    /// nothing. On failure the previous addresses stay.
+    pub fn resolve(&self) -> std::io::Result<()> {
+        if self.url.host().parse::<IpAddr>().is_ok() {
+            return Ok(());
+        }
+        let found: Vec<SocketAddr> = (self.url.host(), self.url.port())
+            .to_socket_addrs()?
+            .collect();
+        if found.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{}: no address", self.url.host()),
+            ));
+        }
+        let mut current = self
+            .addresses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if current[..] != found[..] {
+            *current = found.into();
+        }
+        Ok(())
+    }
+
+    /// Takes a slot if one is free.
+    pub(crate) fn try_take_slot(self: &Arc<Self>) -> Option<Slot> {
+        let mut current = self.in_flight.load(Ordering::SeqCst);
+        loop {
+            if current >= self.limit {
+                return None;
+            }
+            match self.in_flight.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => break,
+                Err(now) => current = now,
+            }
+        }
         self.served.fetch_add(1, Ordering::Relaxed);
-        Lease {
+        Some(Slot {
             backend: Arc::clone(self),
-            handle: Some(handle),
-        }
-    }
-
-    fn give_back(&self, handle: Handle) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if self.is_retired() {
-            return;
-        }
-        // Never full: there are never more handles than the channel holds.
-        let _ = self.handles_tx.try_send(handle);
-        if self.is_retired() {
-            // Retired between the check and the send: do not leave it in the channel.
-            while self.handles_rx.try_recv().is_ok() {}
-        }
+        })
     }
 }
 
-/// A handle taken from a backend; given back when dropped.
-pub struct Lease {
+/// A request's place among the backend's `-n`; returned (to the first queued request, if
+/// any) when dropped.
+pub struct Slot {
     backend: Arc<Backend>,
-    handle: Option<Handle>,
 }
 
-impl Lease {
+impl Slot {
     pub fn backend(&self) -> &Arc<Backend> {
         &self.backend
     }
-
-    pub(crate) fn agent(&self) -> &ureq::Agent {
-        // Always Some until drop.
-        &self
-            .handle
-            .as_ref()
-            .expect("lease holds its handle until dropped")
-            .agent
-    }
 }
 
-impl Drop for Lease {
+impl Drop for Slot {
     fn drop(&mut self) {
-        if let Some(handle) = self.handle.take() {
-            self.backend.give_back(handle);
+        let backend = &self.backend;
+        backend.in_flight.fetch_sub(1, Ordering::SeqCst);
+        // SeqCst pairs with `WaitQueue::push`: a request that queued before this decrement
+        // is seen here; one that queues after it finds the slot free itself.
+        if backend.queue.has_waiters() && backend.is_usable() {
+            backend.queue.offer(backend);
         }
     }
 }
 
-/// Agent settings for unit tests: short timeouts, default trust.
-#[cfg(test)]
-pub(crate) fn test_settings() -> AgentSettings {
-    AgentSettings {
-        connect_timeout: Duration::from_secs(1),
-        response_timeout: Duration::from_secs(1),
-        tls: ureq::tls::TlsConfig::default(),
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Slot({})", self.backend.url)
     }
 }
 
@@ -252,45 +260,49 @@ pub(crate) fn test_settings() -> AgentSettings {
 mod tests {
     use super::*;
 
-    fn settings() -> AgentSettings {
-        test_settings()
-    }
-
     fn backend(n: usize) -> Arc<Backend> {
         let url = BackendUrl::parse("http://127.0.0.1:1").unwrap();
-        Backend::new(url, n, &settings())
+        Backend::new(url, n, Arc::default())
     }
 
     #[test]
-    fn starts_down_with_n_handles() {
+    fn starts_down_with_free_slots() {
         let b = backend(3);
         assert!(!b.is_up());
-        assert_eq!(b.handles().len(), 3);
+        assert!(b.is_pending());
         assert!(b.set_up(true));
         assert!(!b.set_up(true), "no transition");
         assert!(b.is_usable());
+        assert!(!b.is_pending());
     }
 
     #[test]
-    fn lease_counts_in_flight_and_returns_the_handle() {
+    fn slots_are_limited_and_returned_on_drop() {
         let b = backend(2);
-        let lease = b.lease(b.handles().try_recv().unwrap());
+        let one = b.try_take_slot().unwrap();
+        let two = b.try_take_slot().unwrap();
+        assert!(b.try_take_slot().is_none());
+        assert_eq!(b.in_flight(), 2);
+        drop(one);
         assert_eq!(b.in_flight(), 1);
-        assert_eq!(b.handles().len(), 1);
-        drop(lease);
-        assert_eq!(b.in_flight(), 0);
-        assert_eq!(b.handles().len(), 2);
+        assert!(b.try_take_slot().is_some());
+        drop(two);
+        assert_eq!(b.served(), 3);
     }
 
     #[test]
-    fn retired_backend_drops_handles_as_they_come_back() {
-        let b = backend(2);
-        let lease = b.lease(b.handles().try_recv().unwrap());
-        b.retire();
-        assert_eq!(b.handles().len(), 0, "idle handles dropped at once");
-        drop(lease);
-        assert_eq!(b.handles().len(), 0, "busy handle dropped on return");
-        assert_eq!(b.in_flight(), 0);
-        assert!(!b.is_usable());
+    fn ip_literal_has_its_address_and_names_resolve() {
+        let b = backend(1);
+        assert_eq!(b.next_address(), Some("127.0.0.1:1".parse().unwrap()));
+        let named = Backend::new(
+            BackendUrl::parse("http://localhost:9").unwrap(),
+            1,
+            Arc::default(),
+        );
+        assert_eq!(named.next_address(), None, "nothing before resolving");
+        named.resolve().unwrap();
+        let addr = named.next_address().unwrap();
+        assert!(addr.ip().is_loopback());
+        assert_eq!(addr.port(), 9);
     }
 }

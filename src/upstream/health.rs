@@ -16,6 +16,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::backend::Backend;
+use super::set::BackendSet;
 use crate::metrics::Metrics;
 
 /// Longest pause between checks of a backend that is down (GoAround re-checked degraded
@@ -34,23 +35,34 @@ pub struct HealthSettings {
     pub tls: ureq::tls::TlsConfig,
 }
 
-/// Starts the health thread of `backend`.
-pub fn spawn(backend: Arc<Backend>, settings: HealthSettings, metrics: Arc<Metrics>) {
+/// Starts the health thread of `backend`, a member of `set` (whose queued requests are
+/// looked at again after each verdict).
+pub fn spawn(
+    backend: Arc<Backend>,
+    settings: HealthSettings,
+    metrics: Arc<Metrics>,
+    set: Arc<BackendSet>,
+) {
     let name = format!("health {}", backend.url.host_port());
     let spawned = thread::Builder::new()
         .name(name)
-        .spawn(move || run(&backend, settings, &metrics));
+        .spawn(move || run(&backend, settings, &metrics, &set));
     if let Err(e) = spawned {
         log::error!("cannot start a health-check thread: {e}");
     }
 }
 
-fn run(backend: &Backend, settings: HealthSettings, metrics: &Metrics) {
+fn run(backend: &Backend, settings: HealthSettings, metrics: &Metrics, set: &BackendSet) {
     let agent = agent(&settings);
     let url = format!("{}/health", backend.url.base);
     while !backend.is_retired() {
         let downs_before = backend.passive_downs();
-        let result = check(&agent, &url);
+        // The event loops never resolve names: new connections use the addresses found
+        // here, so a changed address is picked up at the next check.
+        let result = match backend.resolve() {
+            Ok(()) => check(&agent, &url),
+            Err(e) => Err(format!("resolving {}: {e}", backend.url.host())),
+        };
         if backend.is_retired() {
             break;
         }
@@ -71,6 +83,7 @@ fn run(backend: &Backend, settings: HealthSettings, metrics: &Metrics) {
             log::debug!("backend {} still down: {why}", backend.url.base);
         }
         metrics.set_backend_up(&backend.url.base, up);
+        set.wake_waiters();
         // Sleep for one interval (shorter while down, so a restarted backend is back within
         // a second), or less when woken.
         let down_pause = settings.interval.min(DOWN_RECHECK);

@@ -1,15 +1,16 @@
-//! Everything on the backend side: the backends and their handles ([`backend`]), the live set
-//! and taking a handle from it ([`set`]), balancing policies ([`policy`]), active health
-//! checks ([`health`]) and sending a request with ureq ([`forward`]).
+//! Everything on the backend side that is not a socket: the backends and their `-n` slots
+//! ([`backend`]), the live set, taking a slot from it and the queue of requests waiting for
+//! one ([`set`]), balancing policies ([`policy`]), active health checks ([`health`]), and
+//! what a failed attempt means ([`retry`]).
 //!
-//! The client side (`server`) asks this module for a [`Lease`] and gives it back by dropping
-//! it; it never sees a connection to a backend.
+//! The event loops (`server`) own every connection to a backend; this module tells them
+//! which backend may take a request and keeps count of what is in flight.
 
 pub mod backend;
-pub mod forward;
 pub mod health;
 pub mod policy;
+pub mod retry;
 pub mod set;
 
-pub use backend::{AgentSettings, Backend, Lease};
-pub use set::{AcquireError, BackendSet, Change};
+pub use backend::{Backend, Slot};
+pub use set::{AcquireError, Acquired, BackendSet, Change, Notify};

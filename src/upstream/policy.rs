@@ -10,7 +10,7 @@ use super::backend::Backend;
 
 /// Orders candidate backends; the first is tried first, the rest are fallbacks.
 pub trait Policy: Send + Sync {
-    fn order(&self, candidates: &mut [Arc<Backend>]);
+    fn order(&self, candidates: &mut [&Arc<Backend>]);
 }
 
 /// Round-robin over the usable backends, as GoAround and GoLancer do: each request starts one
@@ -21,7 +21,7 @@ pub struct RoundRobin {
 }
 
 impl Policy for RoundRobin {
-    fn order(&self, candidates: &mut [Arc<Backend>]) {
+    fn order(&self, candidates: &mut [&Arc<Backend>]) {
         if candidates.len() > 1 {
             let start = self.next.fetch_add(1, Ordering::Relaxed) % candidates.len();
             candidates.rotate_left(start);
@@ -33,24 +33,22 @@ impl Policy for RoundRobin {
 mod tests {
     use super::*;
     use crate::config::BackendUrl;
-    use crate::upstream::backend::test_settings;
 
     #[test]
     fn round_robin_starts_one_further_each_time() {
-        let settings = test_settings();
         let set: Vec<_> = (1..=3)
             .map(|p| {
                 Backend::new(
                     BackendUrl::parse(&format!("http://h:{p}")).unwrap(),
                     1,
-                    &settings,
+                    Arc::default(),
                 )
             })
             .collect();
         let rr = RoundRobin::default();
         let firsts: Vec<String> = (0..6)
             .map(|_| {
-                let mut c = set.clone();
+                let mut c: Vec<&Arc<Backend>> = set.iter().collect();
                 rr.order(&mut c);
                 c[0].url.base.clone()
             })

@@ -1,19 +1,37 @@
-//! The current set of backends, replaced as a whole, and taking a handle from it.
+//! The current set of backends, replaced as a whole, and taking a slot from it.
 //!
-//! Workers read an `Arc` snapshot of the set (a mutex held for one clone); the control socket
-//! swaps in a new one. Backends that stay keep their state and handles; new ones start down
-//! and are checked at once; removed ones are retired and drain.
+//! Event loops read an `Arc` snapshot of the set (a mutex held for one clone); the control
+//! socket swaps in a new one. Backends that stay keep their state; new ones start down and
+//! are checked at once; removed ones are retired and drain.
+//!
+//! Taking a slot never blocks a thread. [`BackendSet::acquire`] offers the usable backends
+//! in the policy's order and takes the first free slot; when every one is busy (or the only
+//! backends are new and not checked yet) the request joins the set's FIFO [`WaitQueue`] and
+//! its loop goes on with other work. A slot that comes back is handed to the first queued
+//! request that may use that backend, through the request's [`Notify`] (the loop's mailbox):
+//!
+//! ```text
+//!   acquire ──free slot──────────────────────────────► Acquired::Slot
+//!      │ all busy / pending
+//!      ▼
+//!   queued (FIFO) ──a slot is dropped / a backend comes up──► notify(token, Ok(slot))
+//!      │           ──nothing usable or pending is left───────► notify(token, Err(NoBackend))
+//!      └─ the loop's -queue-timeout ──► cancel(token) ──► 503
+//! ```
+//!
+//! The queue's "someone is waiting" counter is raised *before* a queued request checks the
+//! slots one last time, and a returned slot is decremented *before* the counter is read
+//! (both SeqCst), so a slot returned while a request queues is never lost.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crossbeam_channel::Select;
-
-use super::backend::{AgentSettings, Backend, Lease};
+use super::backend::{Backend, Slot};
 use super::policy::Policy;
 use crate::config::BackendUrl;
 
-/// Why no handle could be had.
+/// Why no slot could be had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AcquireError {
     /// No backend (outside those already tried) is up.
@@ -31,56 +49,145 @@ impl std::fmt::Display for AcquireError {
     }
 }
 
+/// Tells a queued request (in whatever loop it lives) how its wait ended.
+pub trait Notify: Send + Sync {
+    fn notify(&self, token: u64, outcome: Result<Slot, AcquireError>);
+}
+
+/// The answer of [`BackendSet::acquire`].
+pub enum Acquired {
+    Slot(Slot),
+    /// Waiting in the set's queue; the request's `Notify` will be told.
+    Queued,
+    Failed(AcquireError),
+}
+
+/// Who waits, for what, and how to tell them.
+struct Waiter {
+    token: u64,
+    /// Backends this request already tried (a retry must go elsewhere).
+    exclude: Vec<u64>,
+    notify: Arc<dyn Notify>,
+}
+
+/// The requests waiting for any slot of one set, oldest first.
+#[derive(Default)]
+pub struct WaitQueue {
+    waiting: AtomicUsize,
+    queue: Mutex<VecDeque<Waiter>>,
+}
+
+impl WaitQueue {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Waiter>> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn has_waiters(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Gives free slots of `backend` to the first queued requests that may use it.
+    pub(crate) fn offer(&self, backend: &Arc<Backend>) {
+        let mut granted = Vec::new();
+        {
+            let mut queue = self.lock();
+            while let Some(pos) = queue.iter().position(|w| !w.exclude.contains(&backend.id)) {
+                let Some(slot) = backend.try_take_slot() else {
+                    break;
+                };
+                if let Some(waiter) = queue.remove(pos) {
+                    self.waiting.fetch_sub(1, Ordering::SeqCst);
+                    granted.push((waiter, slot));
+                }
+            }
+        }
+        // Outside the lock: a notification may drop the slot at once (the request is gone),
+        // which offers it again.
+        for (waiter, slot) in granted {
+            waiter.notify.notify(waiter.token, Ok(slot));
+        }
+    }
+
+    /// Ends every wait with `error`.
+    fn fail_all(&self, error: AcquireError) {
+        let failed: Vec<Waiter> = {
+            let mut queue = self.lock();
+            self.waiting.fetch_sub(queue.len(), Ordering::SeqCst);
+            queue.drain(..).collect()
+        };
+        for waiter in failed {
+            waiter.notify.notify(waiter.token, Err(error));
+        }
+    }
+
+    /// Removes a request that stopped waiting; false when it was granted (or failed)
+    /// meanwhile, and its notification is on its way.
+    pub fn cancel(&self, token: u64) -> bool {
+        let mut queue = self.lock();
+        match queue.iter().position(|w| w.token == token) {
+            Some(pos) => {
+                queue.remove(pos);
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The live backend set with its balancing policy and its queue.
+pub struct BackendSet {
+    current: Mutex<Arc<Vec<Arc<Backend>>>>,
+    policy: Box<dyn Policy>,
+    slots_per_backend: usize,
+    queue: Arc<WaitQueue>,
+}
+
 /// What [`BackendSet::replace`] changed.
 pub struct Change {
     pub added: Vec<Arc<Backend>>,
     pub removed: Vec<Arc<Backend>>,
 }
 
-/// The live backend set with its balancing policy.
-pub struct BackendSet {
-    current: Mutex<Arc<Vec<Arc<Backend>>>>,
-    policy: Box<dyn Policy>,
-    handles_per_backend: usize,
-    settings: AgentSettings,
-}
-
-/// Longest single wait inside [`BackendSet::acquire`] before the set is looked at again, so a
-/// backend that comes up (or a new set) is noticed while waiting.
-const RECHECK: Duration = Duration::from_millis(100);
-
-/// How often `acquire` looks again while the only candidates await their first check.
-const PENDING_POLL: Duration = Duration::from_millis(5);
-
 impl BackendSet {
-    pub fn new(
-        policy: Box<dyn Policy>,
-        handles_per_backend: usize,
-        settings: AgentSettings,
-    ) -> BackendSet {
+    pub fn new(policy: Box<dyn Policy>, slots_per_backend: usize) -> BackendSet {
         BackendSet {
             current: Mutex::new(Arc::new(Vec::new())),
             policy,
-            handles_per_backend,
-            settings,
+            slots_per_backend,
+            queue: Arc::default(),
         }
     }
 
     /// The backends in their configured order.
     pub fn snapshot(&self) -> Arc<Vec<Arc<Backend>>> {
-        Arc::clone(&self.current.lock().unwrap_or_else(|e| e.into_inner()))
+        Arc::clone(&self.current.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Requests waiting for a slot now.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
     }
 
     /// Replaces the whole set with `urls` (GoAround's socket protocol).
     pub fn replace(&self, urls: &[BackendUrl]) -> Change {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         let mut added = Vec::new();
         let next: Vec<Arc<Backend>> = urls
             .iter()
             .map(|url| match current.iter().find(|b| &b.url == url) {
                 Some(kept) => Arc::clone(kept),
                 None => {
-                    let b = Backend::new(url.clone(), self.handles_per_backend, &self.settings);
+                    let b =
+                        Backend::new(url.clone(), self.slots_per_backend, Arc::clone(&self.queue));
                     added.push(Arc::clone(&b));
                     b
                 }
@@ -96,57 +203,67 @@ impl BackendSet {
         for b in &removed {
             b.retire();
         }
+        self.wake_waiters();
         Change { added, removed }
     }
 
-    /// Takes a handle of a usable backend not in `exclude`, in the policy's order; waits up
-    /// to `timeout` when every one is busy.
-    pub fn acquire(
-        &self,
-        exclude: &[Arc<Backend>],
-        timeout: Duration,
-    ) -> Result<Lease, AcquireError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let set = self.snapshot();
-            let mut candidates: Vec<Arc<Backend>> = set
-                .iter()
-                .filter(|b| b.is_usable() && !exclude.iter().any(|e| Arc::ptr_eq(e, b)))
-                .cloned()
-                .collect();
-            if candidates.is_empty() {
-                // A backend just added (at start, or by the control socket) gets its first
-                // health check within milliseconds: wait for it rather than fail.
-                if set.iter().any(|b| b.is_pending()) && Instant::now() < deadline {
-                    std::thread::sleep(PENDING_POLL);
-                    continue;
-                }
-                return Err(AcquireError::NoBackend);
-            }
-            self.policy.order(&mut candidates);
-            for b in &candidates {
-                if let Ok(handle) = b.handles().try_recv() {
-                    return Ok(b.lease(handle));
-                }
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(AcquireError::Busy);
-            }
-            let mut select = Select::new();
-            for b in &candidates {
-                select.recv(b.handles());
-            }
-            let selected = select.select_timeout((deadline - now).min(RECHECK));
-            if let Ok(op) = selected {
-                let b = &candidates[op.index()];
-                if let Ok(handle) = op.recv(b.handles()) {
-                    let lease = b.lease(handle);
-                    if b.is_usable() {
-                        return Ok(lease);
-                    }
-                }
-            }
+    /// Takes a slot of a usable backend not in `exclude` (backend ids), in the policy's
+    /// order. When every one is busy, or the only candidates are not checked yet, and
+    /// `waiter` is given, the request is queued and told later; without `waiter` that is
+    /// `Failed(Busy)`.
+    pub fn acquire(&self, exclude: &[u64], waiter: Option<(u64, &Arc<dyn Notify>)>) -> Acquired {
+        let set = self.snapshot();
+        let mut candidates: Vec<&Arc<Backend>> = set
+            .iter()
+            .filter(|b| b.is_usable() && !exclude.contains(&b.id))
+            .collect();
+        self.policy.order(&mut candidates);
+        if let Some(slot) = candidates.iter().find_map(|b| b.try_take_slot()) {
+            return Acquired::Slot(slot);
+        }
+        let pending = set
+            .iter()
+            .any(|b| b.is_pending() && !exclude.contains(&b.id));
+        if candidates.is_empty() && !pending {
+            return Acquired::Failed(AcquireError::NoBackend);
+        }
+        let Some((token, notify)) = waiter else {
+            return Acquired::Failed(AcquireError::Busy);
+        };
+        let mut queue = self.queue.lock();
+        self.queue.waiting.fetch_add(1, Ordering::SeqCst);
+        // Once more, now that returned slots will look at the queue.
+        if let Some(slot) = candidates.iter().find_map(|b| b.try_take_slot()) {
+            self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Acquired::Slot(slot);
+        }
+        queue.push_back(Waiter {
+            token,
+            exclude: exclude.to_vec(),
+            notify: Arc::clone(notify),
+        });
+        Acquired::Queued
+    }
+
+    /// Removes a queued request (its queue timeout passed, or it went away); false when its
+    /// notification is already on its way.
+    pub fn cancel(&self, token: u64) -> bool {
+        self.queue.cancel(token)
+    }
+
+    /// Looks at the queue again after the set or a backend's health changed: free slots of
+    /// usable backends go to queued requests; when nothing is usable or pending any more,
+    /// every queued request is told there is no backend.
+    pub fn wake_waiters(&self) {
+        if !self.queue.has_waiters() {
+            return;
+        }
+        let set = self.snapshot();
+        for b in set.iter().filter(|b| b.is_usable()) {
+            self.queue.offer(b);
+        }
+        if !set.iter().any(|b| b.is_usable() || b.is_pending()) {
+            self.queue.fail_all(AcquireError::NoBackend);
         }
     }
 }
@@ -154,11 +271,11 @@ impl BackendSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::backend::test_settings;
     use crate::upstream::policy::RoundRobin;
+    use std::sync::Mutex as StdMutex;
 
     fn set(n: usize, urls: &[&str]) -> BackendSet {
-        let s = BackendSet::new(Box::new(RoundRobin::default()), n, test_settings());
+        let s = BackendSet::new(Box::new(RoundRobin::default()), n);
         s.replace(&parse(urls));
         s
     }
@@ -167,68 +284,190 @@ mod tests {
         urls.iter().map(|u| BackendUrl::parse(u).unwrap()).collect()
     }
 
+    fn all_up(s: &BackendSet) {
+        s.snapshot().iter().for_each(|b| {
+            b.set_up(true);
+        });
+    }
+
+    /// Records notifications.
+    #[derive(Default)]
+    struct Inbox(StdMutex<Vec<(u64, Result<Slot, AcquireError>)>>);
+
+    impl Notify for Inbox {
+        fn notify(&self, token: u64, outcome: Result<Slot, AcquireError>) {
+            self.0.lock().unwrap().push((token, outcome));
+        }
+    }
+
+    impl Inbox {
+        fn take(&self) -> Vec<(u64, Result<Slot, AcquireError>)> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
+
+    fn slot(a: Acquired) -> Slot {
+        match a {
+            Acquired::Slot(s) => s,
+            Acquired::Queued => panic!("queued"),
+            Acquired::Failed(e) => panic!("failed: {e}"),
+        }
+    }
+
     #[test]
-    fn no_backend_up_is_an_error_at_once() {
+    fn no_backend_up_fails_at_once() {
         let s = set(1, &["http://a:1"]);
         s.snapshot()[0].set_up(false);
-        assert_eq!(
-            s.acquire(&[], Duration::from_secs(5)).err(),
-            Some(AcquireError::NoBackend)
-        );
+        let inbox: Arc<dyn Notify> = Arc::new(Inbox::default());
+        assert!(matches!(
+            s.acquire(&[], Some((1, &inbox))),
+            Acquired::Failed(AcquireError::NoBackend)
+        ));
     }
 
     #[test]
-    fn pending_backend_is_waited_for() {
-        let s = Arc::new(set(1, &["http://a:1"]));
-        assert_eq!(
-            s.acquire(&[], Duration::ZERO).err(),
-            Some(AcquireError::NoBackend)
-        );
-        let b = Arc::clone(&s.snapshot()[0]);
-        let checker = std::thread::spawn(move || {
-            b.set_up(true);
-        });
-        assert!(s.acquire(&[], Duration::from_secs(10)).is_ok());
-        checker.join().unwrap();
-    }
-
-    #[test]
-    fn busy_backends_time_out() {
+    fn a_pending_backend_queues_and_is_granted_when_it_comes_up() {
         let s = set(1, &["http://a:1"]);
+        let inbox = Arc::new(Inbox::default());
+        let notify: Arc<dyn Notify> = inbox.clone();
+        assert!(matches!(
+            s.acquire(&[], Some((7, &notify))),
+            Acquired::Queued
+        ));
         s.snapshot()[0].set_up(true);
-        let _held = s.acquire(&[], Duration::ZERO).unwrap();
-        assert_eq!(
-            s.acquire(&[], Duration::from_millis(20)).err(),
-            Some(AcquireError::Busy)
-        );
+        s.wake_waiters();
+        let got = inbox.take();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, 7);
+        assert!(got[0].1.is_ok());
     }
 
     #[test]
-    fn waiter_gets_the_handle_when_it_comes_back() {
-        let s = Arc::new(set(1, &["http://a:1"]));
-        s.snapshot()[0].set_up(true);
-        let held = s.acquire(&[], Duration::ZERO).unwrap();
-        let s2 = Arc::clone(&s);
-        let waiter = std::thread::spawn(move || s2.acquire(&[], Duration::from_secs(10)).is_ok());
+    fn a_pending_backend_that_fails_its_check_fails_the_queue() {
+        let s = set(1, &["http://a:1"]);
+        let inbox = Arc::new(Inbox::default());
+        let notify: Arc<dyn Notify> = inbox.clone();
+        assert!(matches!(
+            s.acquire(&[], Some((7, &notify))),
+            Acquired::Queued
+        ));
+        s.snapshot()[0].set_up(false);
+        s.wake_waiters();
+        let got = inbox.take();
+        assert!(matches!(got[0].1, Err(AcquireError::NoBackend)));
+        assert_eq!(s.queued(), 0);
+    }
+
+    #[test]
+    fn a_returned_slot_goes_to_the_oldest_waiter() {
+        let s = set(1, &["http://a:1"]);
+        all_up(&s);
+        let inbox = Arc::new(Inbox::default());
+        let notify: Arc<dyn Notify> = inbox.clone();
+        let held = slot(s.acquire(&[], Some((1, &notify))));
+        assert!(matches!(
+            s.acquire(&[], Some((2, &notify))),
+            Acquired::Queued
+        ));
+        assert!(matches!(
+            s.acquire(&[], Some((3, &notify))),
+            Acquired::Queued
+        ));
+        assert_eq!(s.queued(), 2);
         drop(held);
-        assert!(waiter.join().unwrap());
+        let got = inbox.take();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, 2, "first in, first served");
+        assert_eq!(s.snapshot()[0].in_flight(), 1, "the slot moved, not freed");
+        drop(got);
+        assert_eq!(inbox.take()[0].0, 3, "dropping the grant hands it on");
     }
 
     #[test]
-    fn excluded_backends_are_skipped() {
+    fn without_a_waiter_busy_is_an_error() {
+        let s = set(1, &["http://a:1"]);
+        all_up(&s);
+        let _held = slot(s.acquire(&[], None));
+        assert!(matches!(
+            s.acquire(&[], None),
+            Acquired::Failed(AcquireError::Busy)
+        ));
+    }
+
+    #[test]
+    fn cancel_removes_a_waiter_once() {
+        let s = set(1, &["http://a:1"]);
+        all_up(&s);
+        let inbox = Arc::new(Inbox::default());
+        let notify: Arc<dyn Notify> = inbox.clone();
+        let held = slot(s.acquire(&[], None));
+        assert!(matches!(
+            s.acquire(&[], Some((9, &notify))),
+            Acquired::Queued
+        ));
+        assert!(s.cancel(9));
+        assert!(!s.cancel(9));
+        drop(held);
+        assert!(inbox.take().is_empty());
+        assert_eq!(s.snapshot()[0].in_flight(), 0);
+    }
+
+    #[test]
+    fn excluded_backends_are_skipped_also_when_granting() {
         let s = set(1, &["http://a:1", "http://b:2"]);
+        all_up(&s);
         let all = s.snapshot();
-        all.iter().for_each(|b| {
-            b.set_up(true);
-        });
-        let lease = s.acquire(&[Arc::clone(&all[0])], Duration::ZERO).unwrap();
-        assert_eq!(lease.backend().url.base, "http://b:2");
-        drop(lease);
-        let both = [Arc::clone(&all[0]), Arc::clone(&all[1])];
-        assert_eq!(
-            s.acquire(&both, Duration::ZERO).err(),
-            Some(AcquireError::NoBackend)
-        );
+        let a = slot(s.acquire(&[all[1].id], None));
+        assert_eq!(a.backend().url.base, "http://a:1");
+        let b = slot(s.acquire(&[], None));
+        assert_eq!(b.backend().url.base, "http://b:2");
+        let inbox = Arc::new(Inbox::default());
+        let notify: Arc<dyn Notify> = inbox.clone();
+        assert!(matches!(
+            s.acquire(&[all[0].id], Some((5, &notify))),
+            Acquired::Queued
+        ));
+        drop(a);
+        assert!(inbox.take().is_empty(), "a is excluded for this request");
+        drop(b);
+        let got = inbox.take();
+        assert_eq!(got[0].1.as_ref().unwrap().backend().url.base, "http://b:2");
+        assert!(matches!(
+            s.acquire(&[all[0].id, all[1].id], None),
+            Acquired::Failed(AcquireError::NoBackend)
+        ));
+    }
+
+    #[test]
+    fn slots_are_never_lost_between_threads() {
+        let s = Arc::new(set(2, &["http://a:1"]));
+        all_up(&s);
+        let inbox = Arc::new(Inbox::default());
+        let notify: Arc<dyn Notify> = inbox.clone();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let (s, notify, inbox) = (Arc::clone(&s), Arc::clone(&notify), inbox.clone());
+                std::thread::spawn(move || {
+                    for i in 0..2000u64 {
+                        let token = t * 10_000 + i;
+                        match s.acquire(&[], Some((token, &notify))) {
+                            Acquired::Slot(slot) => drop(slot),
+                            Acquired::Queued => {}
+                            Acquired::Failed(e) => panic!("{e}"),
+                        }
+                        // Whatever was granted to anyone is dropped at once, as a loop
+                        // whose request is served would.
+                        drop(inbox.take());
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        drop(inbox.take());
+        assert_eq!(s.queued(), 0, "every queued request was granted");
+        assert_eq!(s.snapshot()[0].in_flight(), 0);
     }
 
     #[test]

@@ -1,0 +1,493 @@
+//! One event loop: a thread with its own `mio::Poll`, listening socket, client sessions,
+//! backend connections and their idle pool, timers and mailbox. Nothing in it is shared;
+//! what is shared (the backend set, the cache, metrics, config) is behind `Shared`.
+//!
+//! One turn of the loop: wait for events (or the next deadline); for each event set the
+//! connection's readiness and move its session as far as it goes; handle mailbox messages;
+//! fire the timers that are due; accept new connections while the listener has any and
+//! `-max-conns` allows. Sockets are edge-triggered and registered once for reading and
+//! writing, so a request costs no `epoll_ctl`.
+//!
+//! A panic while serving one connection is caught here: that connection is closed (and any
+//! backend connection it held), the panic is logged and counted, and the loop goes on.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+
+use super::buffer::BufferPool;
+use super::mailbox::{Mailbox, Msg};
+use super::session::{Ctx, Session, Status};
+use super::slab::{Id, Slab};
+use super::timers::Timers;
+use super::transport::Transport;
+use super::upstream_conn::{self, IdlePool, UpConn};
+use super::Shared;
+
+const LISTENER: Token = Token(usize::MAX - 1);
+pub(crate) const WAKER: Token = Token(usize::MAX);
+
+/// Connections accepted per turn, so a burst of new clients cannot starve the others.
+const ACCEPT_BATCH: usize = 64;
+
+/// How often idle backend connections, memory and paused accepting are looked at.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// How long accepting pauses after running out of descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+fn client_token(index: usize) -> Token {
+    Token(index * 2)
+}
+
+pub(crate) struct EventLoop {
+    index: usize,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    /// An edge said connections are waiting (cleared when `accept` says `WouldBlock`).
+    listener_ready: bool,
+    /// Accepting waits until then (descriptors ran out).
+    accept_after: Option<Instant>,
+    /// At `-max-conns`: logged once, until a connection closes.
+    at_limit: bool,
+    sessions: Slab<Session>,
+    ups: Slab<UpConn>,
+    pool: IdlePool,
+    buffers: BufferPool,
+    timers: Timers,
+    scratch: Vec<u8>,
+    mailbox: Arc<Mailbox>,
+    inbox: Receiver<Msg>,
+    waits: HashMap<u64, Id>,
+    shared: Arc<Shared>,
+    draining: bool,
+    now: Instant,
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        index: usize,
+        poll: Poll,
+        listener: Option<std::net::TcpListener>,
+        mailbox: Arc<Mailbox>,
+        inbox: Receiver<Msg>,
+        shared: Arc<Shared>,
+    ) -> io::Result<EventLoop> {
+        let listener = match listener {
+            Some(std_listener) => {
+                std_listener.set_nonblocking(true)?;
+                let mut listener = TcpListener::from_std(std_listener);
+                poll.registry()
+                    .register(&mut listener, LISTENER, Interest::READABLE)?;
+                Some(listener)
+            }
+            None => None,
+        };
+        Ok(EventLoop {
+            index,
+            poll,
+            listener,
+            listener_ready: true,
+            accept_after: None,
+            at_limit: false,
+            sessions: Slab::default(),
+            ups: Slab::default(),
+            pool: IdlePool::default(),
+            buffers: BufferPool::default(),
+            timers: Timers::default(),
+            scratch: Vec::with_capacity(4096),
+            mailbox,
+            inbox,
+            waits: HashMap::new(),
+            shared,
+            draining: false,
+            now: Instant::now(),
+        })
+    }
+
+    /// Runs until a drain has finished every session.
+    pub(crate) fn run(mut self) {
+        self.mailbox.set_owner();
+        let mut events = Events::with_capacity(1024);
+        let mut next_sweep = Instant::now() + SWEEP_EVERY;
+        loop {
+            let timeout = self.poll_timeout(next_sweep);
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("event loop {}: poll: {e}", self.index);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+            self.now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.listener_ready = true,
+                    WAKER => {}
+                    Token(t) if t % 2 == 0 => self.client_event(t / 2, event),
+                    Token(t) => self.upstream_event(t / 2, event),
+                }
+            }
+            self.read_mailbox();
+            self.fire_timers();
+            if self.now >= next_sweep {
+                self.sweep();
+                next_sweep = self.now + SWEEP_EVERY;
+            }
+            self.accept();
+            if self.draining && self.sessions.is_empty() {
+                break;
+            }
+        }
+        for index in self.ups.indices() {
+            upstream_conn::close(&mut self.ups, self.poll.registry(), index);
+        }
+        log::debug!("event loop {} stopped", self.index);
+    }
+
+    fn poll_timeout(&self, next_sweep: Instant) -> Duration {
+        let now = Instant::now();
+        if self.can_accept(now) && self.listener_ready || !self.inbox.is_empty() {
+            return Duration::ZERO;
+        }
+        let next = match self.timers.next() {
+            Some(at) => at.min(next_sweep),
+            None => next_sweep,
+        };
+        let next = match self.accept_after {
+            Some(at) => next.min(at),
+            None => next,
+        };
+        // Deadlines are kept to the millisecond; round up so a timer never spins early.
+        next.saturating_duration_since(now) + Duration::from_micros(500)
+    }
+
+    fn can_accept(&self, now: Instant) -> bool {
+        self.listener.is_some()
+            && !self.draining
+            && self.accept_after.is_none_or(|at| now >= at)
+            && self.shared.open.load(Ordering::Acquire) < self.shared.config.max_client_conns
+    }
+
+    fn accept(&mut self) {
+        if !self.listener_ready || self.listener.is_none() || self.draining {
+            return;
+        }
+        if self.accept_after.is_some_and(|at| self.now < at) {
+            return;
+        }
+        self.accept_after = None;
+        for _ in 0..ACCEPT_BATCH {
+            let open = self.shared.open.load(Ordering::Acquire);
+            let max = self.shared.config.max_client_conns;
+            if open >= max {
+                if !self.at_limit {
+                    self.at_limit = true;
+                    log::warn!("not accepting: {open} client connections open (-max-conns {max})");
+                }
+                return;
+            }
+            if self.at_limit {
+                self.at_limit = false;
+                log::info!("accepting again");
+            }
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => self.add_session(stream, peer, false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.listener_ready = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if upstream_conn::is_local_exhaustion(&e) => {
+                    log::warn!("accept: {e}; pausing for {ACCEPT_BACKOFF:?}");
+                    self.accept_after = Some(self.now + ACCEPT_BACKOFF);
+                    return;
+                }
+                // A client that reset before we accepted it, and the like.
+                Err(e) => log::debug!("accept: {e}"),
+            }
+        }
+    }
+
+    /// Starts serving a new client connection. `drive`: its request may already be waiting
+    /// (a connection taken from the backlog at shutdown).
+    fn add_session(&mut self, stream: TcpStream, peer: SocketAddr, drive: bool) {
+        let _ = stream.set_nodelay(true);
+        let transport = match &self.shared.tls {
+            None => Transport::plain(stream),
+            Some(tls) => match rustls::ServerConnection::new(tls.current()) {
+                Ok(conn) => Transport::tls(stream, rustls::Connection::Server(conn)),
+                Err(e) => {
+                    log::warn!("{peer}: cannot start TLS: {e}");
+                    return;
+                }
+            },
+        };
+        let placeholder = Id {
+            index: 0,
+            generation: 0,
+        };
+        let id = self
+            .sessions
+            .insert(Session::new(placeholder, transport, peer, self.now));
+        let Some(session) = self.sessions.get_mut(id.index) else {
+            return;
+        };
+        session.id = id;
+        if let Err(e) = self.poll.registry().register(
+            session.io.transport.tcp_mut(),
+            client_token(id.index),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::warn!("{peer}: cannot watch connection: {e}");
+            self.sessions.remove(id.index);
+            return;
+        }
+        self.shared.open.fetch_add(1, Ordering::AcqRel);
+        self.shared.metrics.client_connection_opened();
+        if drive {
+            session.io.readable = true;
+            self.drive(id.index, |s, ctx| s.drive(ctx));
+        } else {
+            self.update_timer(id.index);
+        }
+    }
+
+    fn client_event(&mut self, index: usize, event: &mio::event::Event) {
+        let Some(session) = self.sessions.get_mut(index) else {
+            return;
+        };
+        let io = &mut session.io;
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            io.readable = true;
+        }
+        if event.is_read_closed() {
+            io.read_closed = true;
+        }
+        if event.is_writable() || event.is_write_closed() || event.is_error() {
+            io.writable = true;
+        }
+        self.drive(index, |s, ctx| s.drive(ctx));
+    }
+
+    fn upstream_event(&mut self, index: usize, event: &mio::event::Event) {
+        let Some(up) = self.ups.get_mut(index) else {
+            return;
+        };
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            up.readable = true;
+        }
+        if event.is_read_closed() {
+            up.read_closed = true;
+        }
+        if event.is_writable() || event.is_write_closed() || event.is_error() {
+            up.writable = true;
+        }
+        match up.owner {
+            // Anything from an idle connection (a close, or bytes nobody asked for) ends it.
+            None if up.readable => {
+                let backend = up.backend.id;
+                self.pool.forget(index, backend);
+                upstream_conn::close(&mut self.ups, self.poll.registry(), index);
+            }
+            None => {}
+            Some(owner) => {
+                if self.sessions.get_by_id(owner).is_some() {
+                    self.drive(owner.index, |s, ctx| s.drive(ctx));
+                } else {
+                    upstream_conn::close(&mut self.ups, self.poll.registry(), index);
+                }
+            }
+        }
+    }
+
+    fn read_mailbox(&mut self) {
+        while let Ok(msg) = self.inbox.try_recv() {
+            match msg {
+                Msg::Slot { token, outcome } => {
+                    // A wait that ended meanwhile finds nobody: the slot is dropped here and
+                    // goes to the next request in the queue.
+                    let Some(id) = self.waits.remove(&token) else {
+                        continue;
+                    };
+                    if self.sessions.get_by_id(id).is_none() {
+                        continue;
+                    }
+                    let mut outcome = Some(outcome);
+                    self.drive(id.index, move |s, ctx| match outcome.take() {
+                        Some(outcome) => s.on_slot(ctx, outcome),
+                        None => Status::Open,
+                    });
+                }
+                Msg::CacheReady(id) => {
+                    if self.sessions.get_by_id(id).is_some() {
+                        self.drive(id.index, |s, ctx| s.on_cache_ready(ctx));
+                    }
+                }
+                Msg::Drain { take_backlog } => self.begin_drain(take_backlog),
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        while let Some((at, id)) = self.timers.pop_due(self.now) {
+            let Some(session) = self.sessions.get_by_id(id) else {
+                continue;
+            };
+            if !self.timers.expired(id, &mut session.deadline, at, self.now) {
+                continue;
+            }
+            self.drive(id.index, |s, ctx| s.on_timeout(ctx));
+        }
+    }
+
+    /// Runs `f` on session `index` with the loop's context; closes the session when it
+    /// says so or when it panics; then sets its timer.
+    fn drive(&mut self, index: usize, f: impl FnOnce(&mut Session, &mut Ctx<'_>) -> Status) {
+        let Some(session) = self.sessions.get_mut(index) else {
+            return;
+        };
+        let mut ctx = Ctx {
+            shared: &self.shared,
+            registry: self.poll.registry(),
+            ups: &mut self.ups,
+            pool: &mut self.pool,
+            buffers: &mut self.buffers,
+            scratch: &mut self.scratch,
+            mailbox: &self.mailbox,
+            waits: &mut self.waits,
+            now: self.now,
+            draining: self.draining,
+        };
+        let status = match catch_unwind(AssertUnwindSafe(|| f(session, &mut ctx))) {
+            Ok(status) => status,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                log::error!(
+                    "event loop {}: panic while serving {}: {what}; connection closed",
+                    self.index,
+                    session.io.peer
+                );
+                self.shared.metrics.panic();
+                Status::Closed
+            }
+        };
+        match status {
+            Status::Open => self.update_timer(index),
+            Status::Closed => self.close_session(index),
+        }
+    }
+
+    fn update_timer(&mut self, index: usize) {
+        let Some(session) = self.sessions.get_mut(index) else {
+            return;
+        };
+        let at = session.next_deadline(&self.shared.config);
+        self.timers.set(session.id, &mut session.deadline, at);
+    }
+
+    fn close_session(&mut self, index: usize) {
+        let Some(mut session) = self.sessions.remove(index) else {
+            return;
+        };
+        let id = session.id;
+        let mut ctx = Ctx {
+            shared: &self.shared,
+            registry: self.poll.registry(),
+            ups: &mut self.ups,
+            pool: &mut self.pool,
+            buffers: &mut self.buffers,
+            scratch: &mut self.scratch,
+            mailbox: &self.mailbox,
+            waits: &mut self.waits,
+            now: self.now,
+            draining: self.draining,
+        };
+        if catch_unwind(AssertUnwindSafe(|| session.close(&mut ctx))).is_err() {
+            log::error!(
+                "event loop {}: panic while closing a connection",
+                self.index
+            );
+            self.shared.metrics.panic();
+            let _ = self
+                .poll
+                .registry()
+                .deregister(session.io.transport.tcp_mut());
+        }
+        drop(session);
+        // Backend connections still owned by it (after a panic) go too.
+        for u in self.ups.indices() {
+            if self.ups.get(u).is_some_and(|c| c.owner == Some(id)) {
+                upstream_conn::close(&mut self.ups, self.poll.registry(), u);
+            }
+        }
+        self.shared.open.fetch_sub(1, Ordering::AcqRel);
+        self.shared.metrics.client_connection_closed();
+    }
+
+    /// Stops accepting; answers what already waits in the kernel when asked; closes idle
+    /// connections. The loop ends when its last session does.
+    fn begin_drain(&mut self, take_backlog: bool) {
+        if self.draining {
+            return;
+        }
+        let mut taken = Vec::new();
+        if take_backlog {
+            // Connections the kernel already accepted would be reset when the listener
+            // closes: they get their first request answered instead.
+            while let Some(listener) = &self.listener {
+                match listener.accept() {
+                    Ok((stream, peer)) => taken.push((stream, peer)),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        self.draining = true;
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        if !taken.is_empty() {
+            log::info!(
+                "answering {} connections accepted just before shutdown",
+                taken.len()
+            );
+        }
+        for (stream, peer) in taken {
+            self.add_session(stream, peer, true);
+        }
+        for index in self.sessions.indices() {
+            if self.sessions.get(index).is_some_and(Session::is_idle) {
+                self.close_session(index);
+            }
+        }
+    }
+
+    fn sweep(&mut self) {
+        self.pool
+            .sweep(&mut self.ups, self.poll.registry(), self.now);
+        // Memory back after a burst of connections.
+        self.sessions.shrink();
+        self.ups.shrink();
+        self.timers.shrink();
+        let keep = self.sessions.len().min(64);
+        if self.buffers.idle() > keep {
+            self.buffers.trim(keep);
+        }
+    }
+}
