@@ -7,6 +7,7 @@
 //! scrape on a short-lived thread of its own with one deadline for the whole scrape, so a
 //! stuck scraper cannot delay another; it reuses the front end's head parser and limits.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -287,6 +288,59 @@ impl Metrics {
             log::error!("metrics: encoding: {e}");
         }
         out
+    }
+}
+
+/// One event loop's handles on the per-request series: after the first request of a
+/// (backend, status) pair, recording one is two atomic adds, with no label hashing, lock or
+/// allocation. Handles are dropped when there are many (backends come and go), never the
+/// series themselves.
+pub struct RequestRecorder {
+    metrics: Arc<Metrics>,
+    by_backend: HashMap<Box<str>, BackendSeries>,
+}
+
+struct BackendSeries {
+    duration: prometheus::Histogram,
+    by_status: HashMap<u16, IntCounter>,
+}
+
+/// Handles kept per loop before they are dropped and looked up again.
+const MAX_RECORDER_HANDLES: usize = 1024;
+
+impl RequestRecorder {
+    pub fn new(metrics: Arc<Metrics>) -> RequestRecorder {
+        RequestRecorder {
+            metrics,
+            by_backend: HashMap::new(),
+        }
+    }
+
+    /// One answered request, as [`Metrics::request`].
+    pub fn record(&mut self, backend: &str, status: u16, seconds: f64) {
+        if !self.by_backend.contains_key(backend) {
+            if self.by_backend.len() >= MAX_RECORDER_HANDLES {
+                self.by_backend.clear();
+            }
+            let duration = self.metrics.duration.with_label_values(&[backend]);
+            self.by_backend.insert(
+                backend.into(),
+                BackendSeries {
+                    duration,
+                    by_status: HashMap::new(),
+                },
+            );
+        }
+        let Some(series) = self.by_backend.get_mut(backend) else {
+            return;
+        };
+        series.duration.observe(seconds);
+        let requests = &self.metrics.requests;
+        series
+            .by_status
+            .entry(status)
+            .or_insert_with(|| requests.with_label_values(&[backend, &status.to_string()]))
+            .inc();
     }
 }
 

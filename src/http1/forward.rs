@@ -19,21 +19,23 @@
 //! Whether a request is a WebSocket handshake is [`is_websocket_upgrade`]; any other upgrade
 //! (`h2c`) is served as plain HTTP/1.1, its `Upgrade` dropped like any hop-by-hop field.
 
-use std::io::Write;
 use std::net::IpAddr;
 
 use http::header::UPGRADE;
 use http::Method;
 
-use super::fields::{connection_lists, is_fixed_hop_by_hop, list_contains, list_items};
+use super::fields::{
+    connection_lists, is_fixed_hop_by_hop, list_contains, list_items, push_decimal,
+};
 use super::limits::MAX_HEADERS;
 use super::request::{BodyFraming, RequestHead, Version};
 
 /// How one request goes to its backend, besides the client's own head.
 #[derive(Debug, Clone)]
 pub struct Forwarding<'a> {
-    /// The client's address, for `X-Forwarded-For` and `X-Real-IP`.
-    pub client_ip: IpAddr,
+    /// The client's address as [`client_ip_text`] writes it, for `X-Forwarded-For` and
+    /// `X-Real-IP` (rendered once per connection, not per request).
+    pub client_ip: &'a str,
     /// `"http"` or `"https"`: the scheme the client used, for `X-Forwarded-Proto`.
     pub proto: &'static str,
     /// The request-target to send (the caller may have rewritten the path). Ignored for
@@ -61,6 +63,12 @@ enum Owned {
     ForwardedProto,
     ForwardedHost,
     RealIp,
+}
+
+/// The client address as it goes into `X-Forwarded-For` and `X-Real-IP`: an IPv4 client
+/// seen through a dual-stack socket is named as IPv4.
+pub fn client_ip_text(ip: IpAddr) -> String {
+    ip.to_canonical().to_string()
 }
 
 /// Whether the request asks to become a WebSocket (RFC 6455 §4.1, RFC 9110 §7.8): an
@@ -117,8 +125,9 @@ pub fn write_upstream_head(
 
     match fwd.body {
         BodyFraming::Length(n) => {
-            // Writing to a Vec cannot fail.
-            let _ = write!(out, "Content-Length: {n}\r\n");
+            out.extend_from_slice(b"Content-Length: ");
+            push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
         }
         BodyFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         // RFC 9110 §8.6: methods whose content means something get a length even when it is
@@ -171,8 +180,7 @@ fn write_owned(
     head: &RequestHead,
     fwd: &Forwarding<'_>,
 ) {
-    // An IPv4 client seen through a dual-stack socket is named as IPv4.
-    let client_ip = fwd.client_ip.to_canonical();
+    let client_ip = fwd.client_ip;
     let host = head.host.as_deref().filter(|h| !h.is_empty());
     match owned {
         // Only an HTTP/1.0 request may come without any host; it is forwarded without.
@@ -194,7 +202,8 @@ fn write_owned(
                     out.extend_from_slice(b", ");
                 }
             }
-            let _ = write!(out, "{client_ip}\r\n");
+            out.extend_from_slice(client_ip.as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
         Owned::ForwardedProto => write_field(out, name, fwd.proto.as_bytes()),
         Owned::ForwardedHost => {
@@ -203,7 +212,7 @@ fn write_owned(
             }
         }
         Owned::RealIp => {
-            let _ = write!(out, "{name}: {client_ip}\r\n");
+            write_field(out, name, client_ip.as_bytes());
         }
     }
 }
@@ -239,7 +248,7 @@ mod tests {
 
     fn forwarding(head: &RequestHead) -> Forwarding<'_> {
         Forwarding {
-            client_ip: "10.0.0.9".parse().unwrap(),
+            client_ip: "10.0.0.9",
             proto: "http",
             target: &head.target,
             body: head.framing,
@@ -348,7 +357,8 @@ mod tests {
             ("127.0.0.1", "127.0.0.1"),
         ] {
             let out = upstream_with(raw, |f| {
-                f.client_ip = ip.parse().unwrap();
+                let text = client_ip_text(ip.parse().unwrap());
+                f.client_ip = Box::leak(text.into_boxed_str());
                 f.proto = "https";
             });
             assert!(

@@ -10,7 +10,7 @@
 
 use std::io::Write;
 
-use super::fields::{connection_lists, is_fixed_hop_by_hop};
+use super::fields::{connection_lists, is_fixed_hop_by_hop, push_decimal};
 use super::limits::MAX_RESPONSE_HEADERS;
 use super::request::Version;
 use super::response_head::ResponseHead;
@@ -174,8 +174,11 @@ fn write_status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
     } else {
         reason
     };
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 fn write_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
@@ -197,7 +200,9 @@ fn finish_head(
             content_length: Some(n),
         }
         | ResponseFraming::Length(n) => {
-            let _ = write!(out, "content-length: {n}\r\n");
+            out.extend_from_slice(b"content-length: ");
+            push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
         }
         ResponseFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         ResponseFraming::NoBody {

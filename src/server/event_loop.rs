@@ -31,6 +31,7 @@ use super::timers::Timers;
 use super::transport::Transport;
 use super::upstream_conn::{self, IdlePool, UpConn};
 use super::Shared;
+use crate::metrics::RequestRecorder;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -67,6 +68,7 @@ pub(crate) struct EventLoop {
     mailbox: Arc<Mailbox>,
     inbox: Receiver<Msg>,
     waits: HashMap<u64, Id>,
+    recorder: RequestRecorder,
     shared: Arc<Shared>,
     draining: bool,
     now: Instant,
@@ -107,6 +109,7 @@ impl EventLoop {
             mailbox,
             inbox,
             waits: HashMap::new(),
+            recorder: RequestRecorder::new(Arc::clone(&shared.metrics)),
             shared,
             draining: false,
             now: Instant::now(),
@@ -366,6 +369,7 @@ impl EventLoop {
             buffers: &mut self.buffers,
             scratch: &mut self.scratch,
             mailbox: &self.mailbox,
+            recorder: &mut self.recorder,
             waits: &mut self.waits,
             now: self.now,
             draining: self.draining,
@@ -414,6 +418,7 @@ impl EventLoop {
             buffers: &mut self.buffers,
             scratch: &mut self.scratch,
             mailbox: &self.mailbox,
+            recorder: &mut self.recorder,
             waits: &mut self.waits,
             now: self.now,
             draining: self.draining,

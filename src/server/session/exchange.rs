@@ -150,7 +150,7 @@ impl Exchange {
             raw,
             &head,
             &Forwarding {
-                client_ip: io.peer.ip(),
+                client_ip: &io.peer_ip,
                 proto: ctx.shared.proto,
                 target: &head.target,
                 body: head.framing,
@@ -557,8 +557,24 @@ impl Exchange {
             && self.sent.stream == self.stream.len()
     }
 
-    /// Reads the response: its head (1xx ones included), then its body.
+    /// Reads the response: its head (1xx ones included), then its body. A final head and
+    /// the body bytes that came with it are made ready together, so they leave in one write.
     fn receive(&mut self, io: &mut ClientIo, ctx: &mut Ctx<'_>) -> Result<bool, Progress> {
+        if self.response.is_none() {
+            if !self.receive_head(io, ctx)? {
+                return Ok(false);
+            }
+            if self.response.is_none() {
+                // An informational head: the next one may follow at once.
+                return Ok(true);
+            }
+            self.receive_body(io, ctx)?;
+            return Ok(true);
+        }
+        self.receive_body(io, ctx)
+    }
+
+    fn receive_head(&mut self, io: &mut ClientIo, ctx: &mut Ctx<'_>) -> Result<bool, Progress> {
         let Some(u) = self.up else { return Ok(false) };
         let Some(up) = ctx.ups.get_mut(u) else {
             return Err(self.fail(
@@ -568,32 +584,39 @@ impl Exchange {
                 "connection vanished",
             ));
         };
-        let Some(response) = self.response.as_mut() else {
-            let reused = up.reused;
-            let was_head = self.head.method == http::Method::HEAD;
-            return match relay::read_head(io, up, ctx.buffers, was_head) {
-                HeadRead::Blocked => Ok(false),
-                HeadRead::Head(head) => {
-                    self.up_progress = ctx.now;
-                    self.on_head(head, io, ctx).map(|()| true)
-                }
-                HeadRead::Lost {
-                    got_bytes: false,
-                    error,
-                } => {
-                    let why = error.map_or("connection closed".to_owned(), |e| e.to_string());
-                    Err(self.fail(io, ctx, Failure::Lost { reused }, &why))
-                }
-                HeadRead::Lost {
-                    got_bytes: true, ..
-                } => Err(self.fail(
-                    io,
-                    ctx,
-                    Failure::BadResponse,
-                    "connection closed in the middle of the response head",
-                )),
-                HeadRead::Invalid(why) => Err(self.fail(io, ctx, Failure::BadResponse, &why)),
-            };
+        let reused = up.reused;
+        let was_head = self.head.method == http::Method::HEAD;
+        match relay::read_head(io, up, ctx.buffers, was_head) {
+            HeadRead::Blocked => Ok(false),
+            HeadRead::Head(head) => {
+                self.up_progress = ctx.now;
+                self.on_head(head, io, ctx).map(|()| true)
+            }
+            HeadRead::Lost {
+                got_bytes: false,
+                error,
+            } => {
+                let why = error.map_or("connection closed".to_owned(), |e| e.to_string());
+                Err(self.fail(io, ctx, Failure::Lost { reused }, &why))
+            }
+            HeadRead::Lost {
+                got_bytes: true, ..
+            } => Err(self.fail(
+                io,
+                ctx,
+                Failure::BadResponse,
+                "connection closed in the middle of the response head",
+            )),
+            HeadRead::Invalid(why) => Err(self.fail(io, ctx, Failure::BadResponse, &why)),
+        }
+    }
+
+    fn receive_body(&mut self, io: &mut ClientIo, ctx: &mut Ctx<'_>) -> Result<bool, Progress> {
+        let (Some(u), Some(response)) = (self.up, self.response.as_mut()) else {
+            return Ok(false);
+        };
+        let Some(up) = ctx.ups.get_mut(u) else {
+            return Err(Progress::Close);
         };
         let fill = &mut self.fill;
         let mut capture = |bytes: &[u8]| {
@@ -619,7 +642,7 @@ impl Exchange {
                     self.head.method,
                     self.head.target
                 );
-                ctx.shared.metrics.upstream_error(&backend, "body");
+                ctx.shared.metrics.upstream_error(backend, "body");
                 Err(Progress::Close)
             }
         }
@@ -1001,7 +1024,7 @@ impl Exchange {
                         self.head.target,
                         config.response_timeout
                     );
-                    ctx.shared.metrics.upstream_error(&backend, "body");
+                    ctx.shared.metrics.upstream_error(backend, "body");
                     return Progress::Close;
                 }
                 Progress::Wait
@@ -1041,11 +1064,11 @@ impl Exchange {
     }
 
     /// The label of the answer in metrics: the backend's URL, `cache`, or `none`.
-    pub(crate) fn backend_label(&self) -> String {
+    pub(crate) fn backend_label(&self) -> &str {
         match (&self.outcome.backend, self.outcome.from_cache) {
-            (_, true) => CACHE.to_owned(),
-            (Some(b), _) => b.url.base.clone(),
-            (None, _) => NO_BACKEND.to_owned(),
+            (_, true) => CACHE,
+            (Some(b), _) => &b.url.base,
+            (None, _) => NO_BACKEND,
         }
     }
 }

@@ -41,6 +41,8 @@ pub(crate) enum Flush {
 pub(crate) struct ClientIo {
     pub transport: Transport,
     pub peer: SocketAddr,
+    /// The peer's address as forwarded (`X-Forwarded-For`, `X-Real-IP`).
+    pub peer_ip: Box<str>,
     pub readable: bool,
     pub writable: bool,
     /// The peer half-closed (an event said so): a short read is not the end of the data.
@@ -60,6 +62,7 @@ impl ClientIo {
         ClientIo {
             transport,
             peer,
+            peer_ip: crate::http1::forward::client_ip_text(peer.ip()).into_boxed_str(),
             readable: false,
             writable: false,
             read_closed: false,

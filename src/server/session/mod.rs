@@ -54,6 +54,8 @@ pub(crate) struct Ctx<'a> {
     pub buffers: &'a mut BufferPool,
     pub scratch: &'a mut Vec<u8>,
     pub mailbox: &'a Arc<Mailbox>,
+    /// The loop's handles on the per-request metrics.
+    pub recorder: &'a mut crate::metrics::RequestRecorder,
     /// Queued requests of this loop, by wait token.
     pub waits: &'a mut HashMap<u64, Id>,
     pub now: Instant,
@@ -228,7 +230,7 @@ impl Session {
             input.clear();
         }
         self.io.queue(ctx.buffers, &page);
-        ctx.shared.metrics.request(NO_BACKEND, e.status(), 0.0);
+        ctx.recorder.record(NO_BACKEND, e.status(), 0.0);
         self.phase = Phase::Closing;
         Step::Again
     }
@@ -272,9 +274,8 @@ impl Session {
             return;
         };
         let seconds = ctx.now.saturating_duration_since(ex.started).as_secs_f64();
-        ctx.shared
-            .metrics
-            .request(&ex.backend_label(), ex.outcome.status, seconds);
+        ctx.recorder
+            .record(ex.backend_label(), ex.outcome.status, seconds);
     }
 
     /// When the session's current wait must end.
@@ -351,6 +352,11 @@ impl Session {
 
     /// The session is being closed: whatever it holds goes back or is closed.
     pub(crate) fn close(&mut self, ctx: &mut Ctx<'_>) {
+        // An exchange cut short (the client went away, a backend failed mid-body) is still
+        // an answered request once it had a status.
+        if matches!(&self.phase, Phase::Exchange(ex) if ex.outcome.status != 0) {
+            self.record(ctx);
+        }
         match &mut self.phase {
             Phase::Exchange(ex) => ex.abort(ctx),
             Phase::Tunnel(t) => {
