@@ -14,6 +14,7 @@
 //! business, not ours.
 
 mod backend_url;
+pub mod file;
 mod units;
 
 use std::fmt;
@@ -28,6 +29,7 @@ use crate::tls::TlsFiles;
 
 use backend_url::backend_flags;
 pub use backend_url::{parse_backend_list, BackendUrl, UrlProblem};
+pub use file::{FileConfig, FileError};
 pub use units::{parse_duration, parse_size};
 
 /// `-bind`: every IPv4 interface.
