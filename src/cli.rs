@@ -93,6 +93,16 @@ pub struct RawOptions {
     pub cache_max_object: Option<String>,
     /// `-cache-ttl`
     pub cache_ttl: Option<String>,
+    /// `-config`
+    pub config: Option<String>,
+    /// `-balancer`
+    pub balancer: Option<String>,
+    /// `-access-log`
+    pub access_log: Option<String>,
+    /// `-access-log-format`
+    pub access_log_format: Option<String>,
+    /// `-pidfile`
+    pub pidfile: Option<String>,
     /// `-cacert`
     pub cacert: Option<String>,
     /// `-privkey`
@@ -421,6 +431,51 @@ pub(crate) const FLAGS: &[FlagSpec] = &[
         help: "freshness of a response that states none (no max-age, s-maxage or Expires)",
     },
     FlagSpec {
+        name: "config",
+        kind: FlagKind::Value {
+            arg: "file",
+            set: |o, v| o.config = Some(v),
+        },
+        default: "",
+        help: "TOML file of upstreams and locations (Gourmet's format); SIGHUP re-reads it",
+    },
+    FlagSpec {
+        name: "balancer",
+        kind: FlagKind::Value {
+            arg: "name",
+            set: |o, v| o.balancer = Some(v),
+        },
+        default: "round_robin",
+        help: "how -b backends share requests: round_robin, random, least_conn or hash",
+    },
+    FlagSpec {
+        name: "access-log",
+        kind: FlagKind::Value {
+            arg: "path",
+            set: |o, v| o.access_log = Some(v),
+        },
+        default: "",
+        help: "append one line per request to this file (- for stdout); SIGUSR1 reopens it",
+    },
+    FlagSpec {
+        name: "access-log-format",
+        kind: FlagKind::Value {
+            arg: "format",
+            set: |o, v| o.access_log_format = Some(v),
+        },
+        default: "combined",
+        help: "access log lines: combined (NCSA + upstream, status, time) or json",
+    },
+    FlagSpec {
+        name: "pidfile",
+        kind: FlagKind::Value {
+            arg: "path",
+            set: |o, v| o.pidfile = Some(v),
+        },
+        default: "",
+        help: "write the process id here once serving (SIGUSR2 upgrades in place)",
+    },
+    FlagSpec {
         name: "version",
         kind: FlagKind::Version,
         default: "",
@@ -670,6 +725,11 @@ mod tests {
             ("cache-size", |o| o.cache_size.as_deref()),
             ("cache-max-object", |o| o.cache_max_object.as_deref()),
             ("cache-ttl", |o| o.cache_ttl.as_deref()),
+            ("config", |o| o.config.as_deref()),
+            ("balancer", |o| o.balancer.as_deref()),
+            ("access-log", |o| o.access_log.as_deref()),
+            ("access-log-format", |o| o.access_log_format.as_deref()),
+            ("pidfile", |o| o.pidfile.as_deref()),
         ];
         for (name, get) in cases {
             let flag = format!("-{name}");

@@ -1,9 +1,14 @@
 //! The control socket: replacing the backend set at run time (GoAround's protocol).
 //!
 //! A unix stream socket at `-socket` (mode 0600). Each line is either
-//! - a comma-separated list of backend URLs, which replaces the whole set: answered
-//!   `ok: N backends`, or `error: <reason>` with nothing changed;
-//! - `list`: one line per backend (`URL up|down in_flight=N`), then `ok: N backends`.
+//! - a comma-separated list of backend URLs, which replaces the whole `default` upstream
+//!   (the `-b` backends): answered `ok: N backends`, or `error: <reason>` with nothing
+//!   changed;
+//! - `upstream NAME url,url,...`: the same for the `-config` upstream NAME (weights reset
+//!   to 1);
+//! - `list`: one line per backend (`URL up|down in_flight=N`, and `weight=W` when not 1),
+//!   under an `upstream NAME ...` heading each when there is more than `default`, then
+//!   `ok: N backends`.
 //!
 //! `echo "http://a:1,http://b:2" | nc -U /tmp/goaround.sock` must work whether or not the
 //! line ends in a newline and whether or not `nc` half-closes: a line is complete at a
@@ -24,7 +29,7 @@ use rustix::process::umask;
 use crate::config::parse_backend_list;
 use crate::metrics::Metrics;
 use crate::upstream::health::{self, HealthSettings};
-use crate::upstream::BackendSet;
+use crate::upstream::routes::{control_servers, SharedRoutes};
 
 /// Silence after which a partial line is taken as complete and an idle connection closed.
 pub const IDLE: Duration = Duration::from_millis(500);
@@ -106,9 +111,9 @@ impl ControlSocket {
     }
 
     /// Serves connections one after the other until the process exits.
-    pub fn serve(self, set: &Arc<BackendSet>, health: HealthSettings, metrics: &Arc<Metrics>) {
+    pub fn serve(self, routes: &SharedRoutes, health: HealthSettings, metrics: &Arc<Metrics>) {
         let commands = Commands {
-            set,
+            routes,
             health,
             metrics,
         };
@@ -129,7 +134,7 @@ impl ControlSocket {
 }
 
 struct Commands<'a> {
-    set: &'a Arc<BackendSet>,
+    routes: &'a SharedRoutes,
     health: HealthSettings,
     metrics: &'a Arc<Metrics>,
 }
@@ -171,47 +176,93 @@ impl Commands<'_> {
 
     /// Runs one command line and returns the reply (one or more lines).
     fn execute(&self, line: &str) -> String {
-        if line.trim() == "list" {
+        let line = line.trim();
+        if line == "list" {
             return self.list();
         }
-        match parse_backend_list(line) {
-            Ok(urls) => {
-                let change = self.set.replace(&urls);
-                for b in &change.removed {
-                    log::info!(
-                        "control: removed backend {} ({} in flight drain)",
-                        b.url,
-                        b.in_flight()
-                    );
-                    self.metrics.forget_backend(&b.url.base);
+        let routes = self.routes.current();
+        let (upstream, list) = match line.strip_prefix("upstream ") {
+            Some(rest) => {
+                let rest = rest.trim_start();
+                let (name, list) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+                match routes.by_name(name) {
+                    Some(upstream) => (upstream, list),
+                    None => return self.refuse(line, &format!("no upstream named {name:?}")),
                 }
-                for b in change.added {
-                    log::info!("control: added backend {}", b.url);
-                    health::spawn(
-                        b,
-                        self.health.clone(),
-                        Arc::clone(self.metrics),
-                        Arc::clone(self.set),
-                    );
-                }
-                log::info!("control: backend set is now {}", describe(&urls));
-                format!("ok: {} backends\n", urls.len())
             }
-            Err(e) => {
-                log::warn!("control: rejected {line:?}: {e}");
-                format!("error: {e}\n")
+            None => (routes.default_upstream(), line),
+        };
+        let urls = match parse_backend_list(list) {
+            Ok(urls) => urls,
+            Err(e) => return self.refuse(line, &e.to_string()),
+        };
+        let set = &upstream.set;
+        let change = set.replace_servers(&control_servers(set, &urls));
+        for b in &change.removed {
+            log::info!(
+                "control: removed backend {} ({} in flight drain)",
+                b.url,
+                b.in_flight()
+            );
+            self.metrics.forget_backend(&b.url.base);
+        }
+        let checked = set.settings().health_check.is_some();
+        for b in change.added {
+            log::info!("control: added backend {}", b.url);
+            if checked {
+                health::spawn(
+                    b,
+                    self.health.clone(),
+                    Arc::clone(self.metrics),
+                    Arc::clone(set),
+                );
             }
         }
+        if upstream.from_flags {
+            log::info!("control: backend set is now {}", describe(&urls));
+        } else {
+            log::info!(
+                "control: upstream {} is now {}",
+                upstream.name,
+                describe(&urls)
+            );
+        }
+        format!("ok: {} backends\n", urls.len())
     }
 
+    fn refuse(&self, line: &str, why: &str) -> String {
+        log::warn!("control: rejected {line:?}: {why}");
+        format!("error: {why}\n")
+    }
+
+    /// One line per backend; upstream headings when there is more than `default`.
     fn list(&self) -> String {
-        let snapshot = self.set.snapshot();
+        let routes = self.routes.current();
+        let headings = routes.upstreams.len() > 1;
         let mut out = String::new();
-        for b in snapshot.iter() {
-            let state = if b.is_up() { "up" } else { "down" };
-            out.push_str(&format!("{} {state} in_flight={}\n", b.url, b.in_flight()));
+        let mut total = 0;
+        for upstream in &routes.upstreams {
+            let backends = upstream.set.snapshot();
+            if headings {
+                let settings = upstream.set.settings();
+                out.push_str(&format!(
+                    "upstream {} balancer={} backends={}\n",
+                    upstream.name,
+                    settings.balancer.name(),
+                    backends.len()
+                ));
+            }
+            for b in backends.iter() {
+                let state = if b.is_usable() { "up" } else { "down" };
+                out.push_str(&format!("{} {state} in_flight={}", b.url, b.in_flight()));
+                if b.weight() != 1 {
+                    out.push_str(&format!(" weight={}", b.weight()));
+                }
+                out.push('\n');
+            }
+            total += backends.len();
         }
-        out.push_str(&format!("ok: {} backends\n", snapshot.len()));
+        out.push_str(&format!("ok: {total} backends\n"));
         out
     }
 }

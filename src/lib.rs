@@ -2,8 +2,8 @@
 //!
 //! `main` parses flags ([`cli`]), validates them ([`config`]) and hands the result to
 //! [`server::run`]. The I/O-free HTTP/1.1 codec lives in [`http1`]; backends, balancing,
-//! health checks and forwarding in [`upstream`]; the control socket and metrics in their own
-//! modules. docs/ARCHITECTURE.md describes the threads and why they are shaped so.
+//! health checks and forwarding in [`upstream`]; the `-config` file's locations in
+//! [`routing`]; the control socket and metrics in their own modules. docs/ARCHITECTURE.md describes the threads and why they are shaped so.
 #![forbid(unsafe_code)]
 
 pub mod cache;
@@ -13,6 +13,7 @@ pub mod control;
 pub mod http1;
 pub mod logging;
 pub mod metrics;
+pub mod routing;
 pub mod server;
 pub mod tls;
 pub mod upstream;

@@ -26,10 +26,15 @@ fn main() -> ExitCode {
         }
         Err(e) => return usage_error(&e),
     };
-    let config = match Config::from_raw(&raw) {
+    let mut config = match Config::from_raw(&raw) {
         Ok(config) => config,
         Err(e) => return usage_error(&e),
     };
+    // A bad -config file is named in one line; the flags were fine, so no usage hint.
+    if let Err(e) = config.load_file() {
+        eprintln!("goaround: {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     goaround::logging::init();
     match goaround::server::run(config) {
         Ok(()) => ExitCode::SUCCESS,

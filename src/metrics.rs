@@ -23,7 +23,7 @@ use crate::cache::Cache;
 use crate::http1::error_page::{self, Format};
 use crate::http1::limits::MAX_HEAD_BYTES;
 use crate::http1::{parse_request_head, Parse};
-use crate::upstream::BackendSet;
+use crate::upstream::routes::SharedRoutes;
 
 /// Label value for requests answered by goaround itself (bad request, no backend, ...).
 pub const NO_BACKEND: &str = "none";
@@ -42,6 +42,9 @@ pub struct Metrics {
     client_connections: IntGauge,
     tunnels: IntGauge,
     panics: IntCounter,
+    /// Held while a scrape fills the gauges it reads.
+    rendering: std::sync::Mutex<()>,
+    passive_transitions: IntCounterVec,
     health_checks: IntCounterVec,
     backends: IntGauge,
     backends_up: IntGauge,
@@ -107,6 +110,15 @@ impl Metrics {
                 "Open WebSocket tunnels (client connections after 101 Switching Protocols).",
             )
             .expect("valid metric"),
+            rendering: std::sync::Mutex::new(()),
+            passive_transitions: IntCounterVec::new(
+                Opts::new(
+                    "goaround_passive_transitions_total",
+                    "A -config server taken out by max_fail (to=\"down\") or back after its fail_timeout (to=\"up\").",
+                ),
+                &["backend", "to"],
+            )
+            .expect("valid metric"),
             panics: IntCounter::new(
                 "goaround_panics_total",
                 "Panics caught while serving a connection (the connection was closed).",
@@ -154,7 +166,8 @@ impl Metrics {
                 .expect("valid metric"),
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 17] = [
+            Box::new(m.passive_transitions.clone()),
             Box::new(m.tunnels.clone()),
             Box::new(m.panics.clone()),
             Box::new(m.cache_events.clone()),
@@ -218,6 +231,14 @@ impl Metrics {
         self.tunnels.dec();
     }
 
+    /// A `-config` server's `max_fail` took it out (`up` false) or it came back.
+    pub fn passive_transition(&self, backend: &str, up: bool) {
+        let to = if up { "up" } else { "down" };
+        self.passive_transitions
+            .with_label_values(&[backend, to])
+            .inc();
+    }
+
     /// A panic was caught while serving a connection.
     pub fn panic(&self) {
         self.panics.inc();
@@ -263,12 +284,21 @@ impl Metrics {
         self.cache_entries.set(stats.entries as i64);
     }
 
-    /// The text exposition, with backend gauges read from `set` now.
-    pub fn render(&self, set: &BackendSet, cache: Option<&Cache>) -> Vec<u8> {
+    /// The text exposition, with backend gauges read from `routes` now.
+    pub fn render(&self, routes: &SharedRoutes, cache: Option<&Cache>) -> Vec<u8> {
+        // Scrapes run on threads of their own: one at a time resets and fills the gauges.
+        let _rendering = self
+            .rendering
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(cache) = cache {
             self.sync_cache(cache);
         }
-        let snapshot = set.snapshot();
+        let mut snapshot: Vec<Arc<crate::upstream::Backend>> =
+            routes.backends().into_iter().map(|(_, b)| b).collect();
+        // A server in two upstreams is one series.
+        snapshot.sort_by(|a, b| a.url.base.cmp(&b.url.base));
+        snapshot.dedup_by(|a, b| a.url == b.url);
         self.backend_up.reset();
         self.backend_in_flight.reset();
         let mut up = 0;
@@ -362,7 +392,7 @@ const MAX_SCRAPES: usize = 16;
 pub fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
-    set: Arc<BackendSet>,
+    routes: Arc<SharedRoutes>,
     cache: Option<Arc<Cache>>,
 ) {
     let busy = Arc::new(AtomicUsize::new(0));
@@ -379,16 +409,16 @@ pub fn serve(
             std::thread::sleep(Duration::from_millis(5));
         }
         busy.fetch_add(1, Ordering::AcqRel);
-        let (metrics, set, cache, done) = (
+        let (metrics, routes, cache, done) = (
             Arc::clone(&metrics),
-            Arc::clone(&set),
+            Arc::clone(&routes),
             cache.clone(),
             Arc::clone(&busy),
         );
         let spawned = std::thread::Builder::new()
             .name("scrape".into())
             .spawn(move || {
-                if let Err(e) = answer(stream, &metrics, &set, cache.as_deref()) {
+                if let Err(e) = answer(stream, &metrics, &routes, cache.as_deref()) {
                     log::debug!("metrics: {e}");
                 }
                 done.fetch_sub(1, Ordering::AcqRel);
@@ -418,7 +448,7 @@ impl Deadline {
 fn answer(
     mut stream: TcpStream,
     metrics: &Metrics,
-    set: &BackendSet,
+    routes: &SharedRoutes,
     cache: Option<&Cache>,
 ) -> std::io::Result<()> {
     let deadline = Deadline {
@@ -447,8 +477,8 @@ fn answer(
     let path = head.target.split('?').next().unwrap_or_default();
     let head_only = head.method == http::Method::HEAD;
     let (content_type, body) = match (head.method.as_str(), path) {
-        ("GET" | "HEAD", "/metrics") => (prometheus::TEXT_FORMAT, metrics.render(set, cache)),
-        ("GET" | "HEAD", "/status") => ("text/html; charset=utf-8", status_page(set)),
+        ("GET" | "HEAD", "/metrics") => (prometheus::TEXT_FORMAT, metrics.render(routes, cache)),
+        ("GET" | "HEAD", "/status") => ("text/html; charset=utf-8", status_page(routes)),
         _ => {
             let page = error_page::render(
                 404,
@@ -488,13 +518,13 @@ fn write_before(
     Ok(())
 }
 
-/// A human-readable table of the backend set.
-fn status_page(set: &BackendSet) -> Vec<u8> {
+/// A human-readable table of the backends.
+fn status_page(routes: &SharedRoutes) -> Vec<u8> {
     let mut page = String::from(
         "<!DOCTYPE html>\n<html><head><title>goaround</title></head><body><h1>goaround</h1>\n\
          <table border=\"1\"><tr><th>backend</th><th>state</th><th>in flight</th><th>requests</th></tr>\n",
     );
-    for b in set.snapshot().iter() {
+    for (_, b) in routes.backends() {
         let state = if b.is_up() { "up" } else { "down" };
         page.push_str(&format!(
             "<tr><td>{}</td><td>{state}</td><td>{}</td><td>{}</td></tr>\n",

@@ -113,7 +113,7 @@ impl fmt::Display for BackendUrl {
 
 /// RFC 3986 section 3: `scheme "://" authority path-abempty ["?" query] ["#" fragment]`, of
 /// which only `http`/`https`, a `host[:port]` authority and an empty or "/" path are ours.
-fn parse_url(s: &str) -> Result<BackendUrl, UrlProblem> {
+pub(super) fn parse_url(s: &str) -> Result<BackendUrl, UrlProblem> {
     let (scheme, rest) = s.split_once("://").ok_or(UrlProblem::NotHttp)?;
     let (scheme, default_port) = match scheme.to_ascii_lowercase().as_str() {
         "http" => ("http", 80),

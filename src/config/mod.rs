@@ -14,6 +14,7 @@
 //! business, not ours.
 
 mod backend_url;
+pub mod file;
 mod units;
 
 use std::fmt;
@@ -28,6 +29,7 @@ use crate::tls::TlsFiles;
 
 use backend_url::backend_flags;
 pub use backend_url::{parse_backend_list, BackendUrl, UrlProblem};
+pub use file::{FileConfig, FileError};
 pub use units::{parse_duration, parse_size};
 
 /// `-bind`: every IPv4 interface.
@@ -128,6 +130,18 @@ pub struct Config {
     pub backend_ca: Option<PathBuf>,
     /// `-cache` with `-cache-size` (64MB), `-cache-max-object` (1MB), `-cache-ttl` (60s).
     pub cache: Option<CacheConfig>,
+    /// `-config`: the file of upstreams and locations, read by [`Config::load_file`].
+    pub config_file: Option<PathBuf>,
+    /// What the `-config` file says; without one, the `default` upstream alone.
+    pub file: FileConfig,
+    /// `-balancer`, default round-robin: how the `-b` backends share requests.
+    pub balancer: file::BalancerKind,
+    /// `-access-log` (`-` is stdout) and `-access-log-format`.
+    pub access_log: Option<(String, String)>,
+    /// `-pidfile`.
+    pub pidfile: Option<PathBuf>,
+    /// `-p` and `-prometheus-port` were given (a `-config` port does not override them).
+    pub explicit_ports: (bool, bool),
 }
 
 impl Config {
@@ -227,8 +241,61 @@ impl Config {
             )?,
             backend_ca: file(raw.backend_ca.as_deref()),
             cache: cache(raw)?,
+            config_file: file(raw.config.as_deref()),
+            file: FileConfig::flags_only(),
+            balancer: balancer(raw.balancer.as_deref())?,
+            access_log: access_log(raw)?,
+            pidfile: file(raw.pidfile.as_deref()),
+            explicit_ports: (raw.port.is_some(), raw.prometheus_port.is_some()),
         })
     }
+
+    /// Reads the `-config` file, if any (the one step of building a `Config` that reads a
+    /// file): its upstreams and locations, and its port unless `-p` was given. Then the
+    /// metrics port: a file that listens on 8080 (Gourmet's default), with no
+    /// `-prometheus-port` given, moves the metrics listener to the next port rather than
+    /// failing to start.
+    pub fn load_file(&mut self) -> Result<(), FileError> {
+        let Some(path) = &self.config_file else {
+            return Ok(());
+        };
+        let loaded = file::load(path)?;
+        loaded.check_backend_flags(&self.backends)?;
+        let (port_given, metrics_given) = self.explicit_ports;
+        if !port_given {
+            self.port = loaded.listen_port(None);
+        }
+        if !metrics_given && self.metrics_port == self.port && self.port != 0 {
+            self.metrics_port = self.port.wrapping_add(1);
+        }
+        self.file = loaded;
+        Ok(())
+    }
+}
+
+/// `-balancer`: a balancer's name, as in the `-config` file.
+fn balancer(value: Option<&str>) -> Result<file::BalancerKind, ConfigError> {
+    let Some(value) = value else {
+        return Ok(file::BalancerKind::RoundRobin);
+    };
+    file::balancer_kind(value).ok_or_else(|| invalid("balancer", value, ValueProblem::Balancer))
+}
+
+/// `-access-log` and its format; an empty path is no log.
+fn access_log(raw: &RawOptions) -> Result<Option<(String, String)>, ConfigError> {
+    let format = raw.access_log_format.as_deref().unwrap_or("combined");
+    if !matches!(format, "combined" | "json") {
+        return Err(invalid(
+            "access-log-format",
+            format,
+            ValueProblem::LogFormat,
+        ));
+    }
+    Ok(raw
+        .access_log
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .map(|p| (p.to_owned(), format.to_owned())))
 }
 
 /// `-workers` by default: one event loop per CPU the process may run on (HAProxy's
@@ -443,6 +510,10 @@ pub enum ValueProblem {
     Duration(String),
     /// Why [`parse_size`] refused it.
     Size(String),
+    /// Not a balancer's name.
+    Balancer,
+    /// Not an access log format.
+    LogFormat,
 }
 
 impl fmt::Display for ConfigError {
@@ -479,6 +550,10 @@ impl fmt::Display for ValueProblem {
             ValueProblem::Empty => f.write_str("must not be empty"),
             ValueProblem::NotPositive => f.write_str("must be greater than zero"),
             ValueProblem::Duration(cause) | ValueProblem::Size(cause) => f.write_str(cause),
+            ValueProblem::Balancer => {
+                f.write_str("not a balancer (round_robin, random, least_conn or hash)")
+            }
+            ValueProblem::LogFormat => f.write_str("not a log format (combined or json)"),
         }
     }
 }

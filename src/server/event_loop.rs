@@ -32,6 +32,7 @@ use super::transport::Transport;
 use super::upstream_conn::{self, IdlePool, UpConn};
 use super::Shared;
 use crate::metrics::RequestRecorder;
+use crate::upstream::routes::RoutesView;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -69,6 +70,7 @@ pub(crate) struct EventLoop {
     inbox: Receiver<Msg>,
     waits: HashMap<u64, Id>,
     recorder: RequestRecorder,
+    routes: RoutesView,
     shared: Arc<Shared>,
     draining: bool,
     now: Instant,
@@ -110,6 +112,7 @@ impl EventLoop {
             inbox,
             waits: HashMap::new(),
             recorder: RequestRecorder::new(Arc::clone(&shared.metrics)),
+            routes: RoutesView::new(&shared.routes),
             shared,
             draining: false,
             now: Instant::now(),
@@ -361,8 +364,10 @@ impl EventLoop {
         let Some(session) = self.sessions.get_mut(index) else {
             return;
         };
+        let routes = self.routes.get(&self.shared.routes);
         let mut ctx = Ctx {
             shared: &self.shared,
+            routes,
             registry: self.poll.registry(),
             ups: &mut self.ups,
             pool: &mut self.pool,
@@ -410,8 +415,10 @@ impl EventLoop {
             return;
         };
         let id = session.id;
+        let routes = self.routes.get(&self.shared.routes);
         let mut ctx = Ctx {
             shared: &self.shared,
+            routes,
             registry: self.poll.registry(),
             ups: &mut self.ups,
             pool: &mut self.pool,

@@ -45,8 +45,7 @@ use crate::control::ControlSocket;
 use crate::metrics::{self, Metrics};
 use crate::tls::{self, ReloadableConfig, TlsError};
 use crate::upstream::health::{self, HealthSettings};
-use crate::upstream::policy::RoundRobin;
-use crate::upstream::BackendSet;
+use crate::upstream::routes::{self, FlagBackends, Reload, SharedRoutes};
 use event_loop::EventLoop;
 use mailbox::{Mailbox, Msg};
 
@@ -56,7 +55,8 @@ const LOOP_STACK: usize = 512 * 1024;
 /// What every thread shares.
 pub(crate) struct Shared {
     pub(crate) config: Config,
-    pub(crate) set: Arc<BackendSet>,
+    /// The upstreams and the locations leading to them; replaced by SIGHUP.
+    pub(crate) routes: Arc<SharedRoutes>,
     pub(crate) metrics: Arc<Metrics>,
     /// `X-Forwarded-Proto` of this listener.
     pub(crate) proto: &'static str,
@@ -145,22 +145,12 @@ pub fn run(config: Config) -> Result<(), StartError> {
         timeout: config.health_timeout,
         tls: health_tls,
     };
-    let set = Arc::new(BackendSet::new(
-        Box::new(RoundRobin::default()),
-        config.max_conns_per_backend,
-    ));
-    for b in set.replace(&config.backends).added {
-        health::spawn(
-            b,
-            health_settings.clone(),
-            Arc::clone(&metrics),
-            Arc::clone(&set),
-        );
-    }
+    let (initial, reload) = routes::build(&config.file, &flag_backends(&config), None);
+    start_health_checks(&reload, &health_settings, &metrics);
 
     let shared = Arc::new(Shared {
         config,
-        set: Arc::clone(&set),
+        routes: Arc::new(SharedRoutes::new(initial)),
         metrics: Arc::clone(&metrics),
         proto: if tls.is_some() { "https" } else { "http" },
         tls,
@@ -177,18 +167,22 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let metrics_local = metrics_listener.local_addr().unwrap_or(metrics_addr);
     let loops = start_loops(listeners, &shared)?;
     {
-        let (metrics, set) = (Arc::clone(&metrics), Arc::clone(&set));
+        let (metrics, routes) = (Arc::clone(&metrics), Arc::clone(&shared.routes));
         thread::Builder::new()
             .name("metrics".into())
-            .spawn(move || metrics::serve(metrics_listener, metrics, set, cache))
+            .spawn(move || metrics::serve(metrics_listener, metrics, routes, cache))
             .map_err(StartError::Thread)?;
     }
     let socket_path = control.path().to_owned();
     {
-        let (set, metrics) = (Arc::clone(&set), Arc::clone(&metrics));
+        let (routes, metrics, health) = (
+            Arc::clone(&shared.routes),
+            Arc::clone(&metrics),
+            health_settings.clone(),
+        );
         thread::Builder::new()
             .name("control".into())
-            .spawn(move || control.serve(&set, health_settings, &metrics))
+            .spawn(move || control.serve(&routes, health, &metrics))
             .map_err(StartError::Thread)?;
     }
 
@@ -204,6 +198,19 @@ pub fn run(config: Config) -> Result<(), StartError> {
         shared.config.workers,
         socket_path.display()
     );
+    if let Some(path) = &shared.config.config_file {
+        let routes = shared.routes.current();
+        log::info!(
+            "config {}: {} upstreams, {} servers",
+            path.display(),
+            routes.upstreams.len(),
+            routes
+                .upstreams
+                .iter()
+                .map(|u| u.set.snapshot().len())
+                .sum::<usize>()
+        );
+    }
     match open_files {
         Some(n) => log::info!(
             "open files limit {n}, -max-conns {}",
@@ -215,7 +222,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let mut signal = SIGTERM;
     for received in signals.forever() {
         if received == SIGHUP {
-            reload_tls(shared.tls.as_deref());
+            if shared.tls.is_some() || shared.config.config_file.is_none() {
+                reload_tls(shared.tls.as_deref());
+            }
+            reload_config(&shared, &health_settings, &metrics);
             continue;
         }
         signal = received;
@@ -282,6 +292,60 @@ fn start_loops(
         loops.push(LoopHandle { mailbox, thread });
     }
     Ok(loops)
+}
+
+/// What the flags say about the `default` upstream.
+fn flag_backends(config: &Config) -> FlagBackends {
+    FlagBackends {
+        urls: config.backends.clone(),
+        balancer: config.balancer.clone(),
+        slots: config.max_conns_per_backend,
+    }
+}
+
+/// Starts the health threads a build or reload of the routes asks for.
+fn start_health_checks(reload: &Reload, settings: &HealthSettings, metrics: &Arc<Metrics>) {
+    for (backend, set) in &reload.added {
+        health::spawn(
+            Arc::clone(backend),
+            settings.clone(),
+            Arc::clone(metrics),
+            Arc::clone(set),
+        );
+    }
+}
+
+/// SIGHUP: re-reads the `-config` file. A valid one replaces the routes and upstreams at
+/// once (requests in flight finish where they are; servers present in both keep their
+/// state); an invalid one is logged and changes nothing.
+fn reload_config(shared: &Shared, settings: &HealthSettings, metrics: &Arc<Metrics>) {
+    let Some(path) = &shared.config.config_file else {
+        return;
+    };
+    let file = match crate::config::file::load(path)
+        .and_then(|f| f.check_backend_flags(&shared.config.backends).map(|()| f))
+    {
+        Ok(file) => file,
+        Err(e) => {
+            log::error!("SIGHUP: keeping the current configuration: {e}");
+            return;
+        }
+    };
+    let current = shared.routes.current();
+    let (next, reload) = routes::build(&file, &flag_backends(&shared.config), Some(&current));
+    let servers: usize = next.upstreams.iter().map(|u| u.set.snapshot().len()).sum();
+    let upstreams = next.upstreams.len();
+    shared.routes.replace(next);
+    start_health_checks(&reload, settings, metrics);
+    for b in &reload.removed {
+        metrics.forget_backend(&b.url.base);
+    }
+    log::info!(
+        "SIGHUP: reloaded {}: {upstreams} upstreams, {servers} servers ({} added, {} removed)",
+        path.display(),
+        reload.added.len(),
+        reload.removed.len()
+    );
 }
 
 /// SIGHUP: new handshakes use the certificate and key now in the files; connections already

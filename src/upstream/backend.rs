@@ -14,13 +14,22 @@
 //! an event loop never blocks on DNS; every address is used in turn, and a changed address
 //! is picked up at the next check. A backend that is removed from the set is *retired*:
 //! in-flight requests finish, nothing new is sent.
+//!
+//! Health, three ways: the active check (`up`, set by the health thread; a backend of an
+//! upstream without checks is up from the start); GoAround's `-max-fails` (failures in a
+//! row take a `-b` backend out until its check passes); and a `-config` server's
+//! `max_fail`/`fail_timeout` (`passive`, nginx's rules, see `passive.rs`), whose pause is
+//! mirrored in an atomic so that choosing a backend takes no lock.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::balancer::Candidate;
+use super::passive::{PassiveHealth, Transition};
 use super::set::WaitQueue;
 use crate::config::BackendUrl;
 
@@ -33,8 +42,15 @@ pub struct Backend {
     pub url: BackendUrl,
     /// Unique in the process, never reused.
     pub id: u64,
-    /// `-n`: requests in flight at once.
-    limit: usize,
+    /// `-n` (or the upstream's `handles`): requests in flight at once.
+    limit: AtomicUsize,
+    /// Share of requests relative to the other backends of its upstream (balancers).
+    weight: AtomicU32,
+    /// A `-config` server's `max_fail`/`fail_timeout`; `None` for `-b` backends.
+    passive: Mutex<Option<PassiveHealth>>,
+    /// While `passive` keeps the backend out: until this many nanoseconds after [`epoch`]
+    /// (0: not out).
+    passive_until: AtomicU64,
     up: AtomicBool,
     /// The first health check has given a verdict (until then the backend is *pending*).
     checked: AtomicBool,
@@ -57,8 +73,20 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// A new backend, down until its first health check passes, with `limit` slots.
+    /// A checked backend (down until its first health check passes) with `limit` slots.
+    #[cfg(test)]
     pub(crate) fn new(url: BackendUrl, limit: usize, queue: Arc<WaitQueue>) -> Arc<Backend> {
+        Backend::with_health(url, limit, queue, false)
+    }
+
+    /// A new backend with `limit` slots: down until its first health check passes, or up at
+    /// once when its upstream has no checks (`unchecked`).
+    pub(crate) fn with_health(
+        url: BackendUrl,
+        limit: usize,
+        queue: Arc<WaitQueue>,
+        unchecked: bool,
+    ) -> Arc<Backend> {
         let (health_wake, health_wake_rx) = crossbeam_channel::bounded(1);
         let literal: Arc<[SocketAddr]> = match url.host().parse::<IpAddr>() {
             Ok(ip) => Arc::new([SocketAddr::new(ip, url.port())]),
@@ -67,9 +95,12 @@ impl Backend {
         Arc::new(Backend {
             url,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            limit,
-            up: AtomicBool::new(false),
-            checked: AtomicBool::new(false),
+            limit: AtomicUsize::new(limit),
+            weight: AtomicU32::new(1),
+            passive: Mutex::new(None),
+            passive_until: AtomicU64::new(0),
+            up: AtomicBool::new(unchecked),
+            checked: AtomicBool::new(unchecked),
             retired: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             served: AtomicU64::new(0),
@@ -89,7 +120,45 @@ impl Backend {
 
     /// Whether the backend may be given new requests.
     pub fn is_usable(&self) -> bool {
-        self.is_up() && !self.is_retired()
+        self.is_up() && !self.is_retired() && !self.is_passively_out()
+    }
+
+    /// A `-config` server's `max_fail` took it out and its `fail_timeout` is not over.
+    pub fn is_passively_out(&self) -> bool {
+        let until = self.passive_until.load(Ordering::Acquire);
+        until != 0 && nanos_since_epoch(Instant::now()) < until
+    }
+
+    /// Sets a `-config` server's `max_fail`/`fail_timeout` (`None`: `-max-fails` rules).
+    /// Unchanged settings keep their state.
+    pub(crate) fn set_passive(&self, settings: Option<(u32, Duration)>) {
+        let mut passive = self.passive.lock().unwrap_or_else(PoisonError::into_inner);
+        let wanted =
+            settings.map(|(max_fail, fail_timeout)| PassiveHealth::new(max_fail, fail_timeout));
+        if passive.map(|p| p.settings()) != wanted.map(|p| p.settings()) {
+            *passive = wanted;
+            self.passive_until.store(0, Ordering::Release);
+        }
+    }
+
+    /// Whether `max_fail`/`fail_timeout` rules apply (a `-config` server).
+    pub fn has_window_passive(&self) -> bool {
+        self.passive
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_weight(&self, weight: u32) {
+        self.weight.store(weight.max(1), Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Relaxed);
     }
 
     pub fn is_retired(&self) -> bool {
@@ -114,7 +183,7 @@ impl Backend {
 
     /// `-n`: the most requests in flight at once.
     pub fn limit(&self) -> usize {
-        self.limit
+        self.limit.load(Ordering::Relaxed)
     }
 
     pub fn served(&self) -> u64 {
@@ -134,16 +203,35 @@ impl Backend {
         self.passive_downs.load(Ordering::Acquire)
     }
 
-    /// Passive health: an exchange got a response head.
-    pub fn record_success(&self) {
+    /// Passive health: an exchange got a response head (a `-config` server: one that is
+    /// not 502, 503 or 504). Returns a `max_fail` transition to log.
+    pub fn record_success(&self, now: Instant) -> Option<Transition> {
         if self.failures.load(Ordering::Relaxed) != 0 {
             self.failures.store(0, Ordering::Relaxed);
         }
+        let mut passive = self.passive.lock().unwrap_or_else(PoisonError::into_inner);
+        let transition = passive.as_mut()?.record_success(now);
+        if transition == Some(Transition::Up) {
+            self.passive_until.store(0, Ordering::Release);
+        }
+        transition
     }
 
-    /// Passive health: an exchange failed; returns the failures in a row so far.
-    pub fn record_failure(&self) -> u32 {
-        self.failures.fetch_add(1, Ordering::Relaxed) + 1
+    /// Passive health: an exchange failed. Returns the failures in a row so far (for
+    /// `-max-fails`) and, for a `-config` server, a `max_fail` transition to log.
+    pub fn record_failure(&self, now: Instant) -> (u32, Option<Transition>) {
+        let in_a_row = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut passive = self.passive.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(health) = passive.as_mut() else {
+            return (in_a_row, None);
+        };
+        let transition = health.record_failure(now);
+        if let Some(Transition::Down { .. }) = transition {
+            let until = now + health.settings().1;
+            self.passive_until
+                .store(nanos_since_epoch(until).max(1), Ordering::Release);
+        }
+        (in_a_row, transition)
     }
 
     /// Takes the backend out of service for good; in-flight requests finish.
@@ -204,9 +292,10 @@ impl Backend {
 
     /// Takes a slot if one is free.
     pub(crate) fn try_take_slot(self: &Arc<Self>) -> Option<Slot> {
+        let limit = self.limit();
         let mut current = self.in_flight.load(Ordering::SeqCst);
         loop {
-            if current >= self.limit {
+            if current >= limit {
                 return None;
             }
             match self.in_flight.compare_exchange_weak(
@@ -224,6 +313,26 @@ impl Backend {
             backend: Arc::clone(self),
         })
     }
+}
+
+/// A backend as a balancer sees it: its weight, its load, its URL as identity.
+impl Candidate for Backend {
+    fn weight(&self) -> u32 {
+        Backend::weight(self)
+    }
+    fn in_flight(&self) -> usize {
+        Backend::in_flight(self)
+    }
+    fn key(&self) -> &str {
+        &self.url.base
+    }
+}
+
+/// The instant passive pauses are measured from, so they fit an atomic.
+fn nanos_since_epoch(at: Instant) -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(at.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// A request's place among the backend's `-n`; returned (to the first queued request, if

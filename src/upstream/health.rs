@@ -54,8 +54,13 @@ pub fn spawn(
 
 fn run(backend: &Backend, settings: HealthSettings, metrics: &Metrics, set: &BackendSet) {
     let agent = agent(&settings);
-    let url = format!("{}/health", backend.url.base);
     while !backend.is_retired() {
+        // The path is the upstream's (a reloaded -config may change it).
+        let path = set
+            .settings()
+            .health_check
+            .unwrap_or_else(|| "/health".into());
+        let url = format!("{}{path}", backend.url.base);
         let downs_before = backend.passive_downs();
         // The event loops never resolve names: new connections use the addresses found
         // here, so a changed address is picked up at the next check.

@@ -1,11 +1,12 @@
-//! The current set of backends, replaced as a whole, and taking a slot from it.
+//! One upstream's current set of backends, replaced as a whole, and taking a slot from it.
 //!
 //! Event loops read an `Arc` snapshot of the set (a mutex held for one clone); the control
-//! socket swaps in a new one. Backends that stay keep their state; new ones start down and
-//! are checked at once; removed ones are retired and drain.
+//! socket or a reloaded `-config` swaps in a new one. Backends that stay keep their state;
+//! new ones start down and are checked at once (or up, in an upstream without active
+//! checks); removed ones are retired and drain.
 //!
 //! Taking a slot never blocks a thread. [`BackendSet::acquire`] offers the usable backends
-//! in the policy's order and takes the first free slot; when every one is busy (or the only
+//! in the balancer's order and takes the first free slot; when every one is busy (or the only
 //! backends are new and not checked yet) the request joins the set's FIFO [`WaitQueue`] and
 //! its loop goes on with other work. A slot that comes back is handed to the first queued
 //! request that may use that backend, through the request's [`Notify`] (the loop's mailbox):
@@ -28,7 +29,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::backend::{Backend, Slot};
-use super::policy::Policy;
+use super::balancer::Balancer;
+use crate::config::file::BalancerKind;
 use crate::config::BackendUrl;
 
 /// Why no slot could be had.
@@ -143,11 +145,46 @@ impl WaitQueue {
     }
 }
 
-/// The live backend set with its balancing policy and its queue.
+/// One backend as a set is told about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSpec {
+    pub url: BackendUrl,
+    pub weight: u32,
+    /// `max_fail` and `fail_timeout` of a `-config` server; `None`: `-max-fails` rules.
+    pub passive: Option<(u32, std::time::Duration)>,
+}
+
+impl ServerSpec {
+    /// A `-b` (or control socket) backend: weight 1, `-max-fails` rules.
+    pub fn plain(url: BackendUrl) -> ServerSpec {
+        ServerSpec {
+            url,
+            weight: 1,
+            passive: None,
+        }
+    }
+}
+
+/// How a set balances and checks its backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetSettings {
+    pub balancer: BalancerKind,
+    /// Requests in flight per backend (`-n`, or the upstream's `handles`).
+    pub slots: usize,
+    /// Path of the active health check; `None`: backends are up from the start.
+    pub health_check: Option<String>,
+}
+
+/// What acquiring reads together: the backends and how to order them.
+struct Members {
+    backends: Arc<Vec<Arc<Backend>>>,
+    balancer: Arc<Balancer>,
+}
+
+/// The live backend set with its balancer and its queue.
 pub struct BackendSet {
-    current: Mutex<Arc<Vec<Arc<Backend>>>>,
-    policy: Box<dyn Policy>,
-    slots_per_backend: usize,
+    current: Mutex<Members>,
+    settings: Mutex<SetSettings>,
     queue: Arc<WaitQueue>,
 }
 
@@ -158,18 +195,52 @@ pub struct Change {
 }
 
 impl BackendSet {
-    pub fn new(policy: Box<dyn Policy>, slots_per_backend: usize) -> BackendSet {
+    pub fn new(settings: SetSettings) -> BackendSet {
         BackendSet {
-            current: Mutex::new(Arc::new(Vec::new())),
-            policy,
-            slots_per_backend,
+            current: Mutex::new(Members {
+                backends: Arc::new(Vec::new()),
+                balancer: Arc::new(Balancer::new(&settings.balancer)),
+            }),
+            settings: Mutex::new(settings),
             queue: Arc::default(),
         }
     }
 
+    /// A set of `-b` backends balanced round-robin with `slots` each, checked at `/health`.
+    pub fn round_robin(slots: usize) -> BackendSet {
+        BackendSet::new(SetSettings {
+            balancer: BalancerKind::RoundRobin,
+            slots,
+            health_check: Some("/health".into()),
+        })
+    }
+
     /// The backends in their configured order.
     pub fn snapshot(&self) -> Arc<Vec<Arc<Backend>>> {
-        Arc::clone(&self.current.lock().unwrap_or_else(PoisonError::into_inner))
+        let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(&current.backends)
+    }
+
+    pub fn settings(&self) -> SetSettings {
+        self.settings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Changes how the set balances and how many slots its backends have (a reloaded
+    /// `-config`); a balancer of the same kind keeps its state. The health check path is
+    /// read by health threads started from now on.
+    pub fn reconfigure(&self, settings: SetSettings) {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut old = self.settings.lock().unwrap_or_else(PoisonError::into_inner);
+        if old.balancer != settings.balancer {
+            current.balancer = Arc::new(Balancer::new(&settings.balancer));
+        }
+        for b in current.backends.iter() {
+            b.set_limit(settings.slots);
+        }
+        *old = settings;
     }
 
     /// Requests waiting for a slot now.
@@ -177,28 +248,47 @@ impl BackendSet {
         self.queue.len()
     }
 
-    /// Replaces the whole set with `urls` (GoAround's socket protocol).
+    /// Replaces the whole set with `urls`, weight 1 each (GoAround's socket protocol).
     pub fn replace(&self, urls: &[BackendUrl]) -> Change {
+        let specs: Vec<ServerSpec> = urls.iter().cloned().map(ServerSpec::plain).collect();
+        self.replace_servers(&specs)
+    }
+
+    /// Replaces the whole set with `servers`; backends that stay take the new weight and
+    /// passive settings and keep the rest of their state.
+    pub fn replace_servers(&self, servers: &[ServerSpec]) -> Change {
+        let settings = self.settings();
+        let unchecked = settings.health_check.is_none();
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         let mut added = Vec::new();
-        let next: Vec<Arc<Backend>> = urls
+        let next: Vec<Arc<Backend>> = servers
             .iter()
-            .map(|url| match current.iter().find(|b| &b.url == url) {
-                Some(kept) => Arc::clone(kept),
-                None => {
-                    let b =
-                        Backend::new(url.clone(), self.slots_per_backend, Arc::clone(&self.queue));
-                    added.push(Arc::clone(&b));
-                    b
-                }
+            .map(|spec| {
+                let b = match current.backends.iter().find(|b| b.url == spec.url) {
+                    Some(kept) => Arc::clone(kept),
+                    None => {
+                        let b = Backend::with_health(
+                            spec.url.clone(),
+                            settings.slots,
+                            Arc::clone(&self.queue),
+                            unchecked,
+                        );
+                        added.push(Arc::clone(&b));
+                        b
+                    }
+                };
+                b.set_weight(spec.weight);
+                b.set_passive(spec.passive);
+                b
             })
             .collect();
         let removed: Vec<Arc<Backend>> = current
+            .backends
             .iter()
-            .filter(|b| !urls.contains(&b.url))
+            .filter(|b| !servers.iter().any(|s| s.url == b.url))
             .cloned()
             .collect();
-        *current = Arc::new(next);
+        current.backends = Arc::new(next);
         drop(current);
         for b in &removed {
             b.retire();
@@ -211,13 +301,23 @@ impl BackendSet {
     /// order. When every one is busy, or the only candidates are not checked yet, and
     /// `waiter` is given, the request is queued and told later; without `waiter` that is
     /// `Failed(Busy)`.
-    pub fn acquire(&self, exclude: &[u64], waiter: Option<(u64, &Arc<dyn Notify>)>) -> Acquired {
-        let set = self.snapshot();
+    ///
+    /// `hash_input` is what the request hashes to, for a `hash` balancer.
+    pub fn acquire(
+        &self,
+        exclude: &[u64],
+        waiter: Option<(u64, &Arc<dyn Notify>)>,
+        hash_input: Option<&[u8]>,
+    ) -> Acquired {
+        let (set, balancer) = {
+            let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+            (Arc::clone(&current.backends), Arc::clone(&current.balancer))
+        };
         let mut candidates: Vec<&Arc<Backend>> = set
             .iter()
             .filter(|b| b.is_usable() && !exclude.contains(&b.id))
             .collect();
-        self.policy.order(&mut candidates);
+        balancer.order(&mut candidates, hash_input);
         if let Some(slot) = candidates.iter().find_map(|b| b.try_take_slot()) {
             return Acquired::Slot(slot);
         }
@@ -271,11 +371,10 @@ impl BackendSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::policy::RoundRobin;
     use std::sync::Mutex as StdMutex;
 
     fn set(n: usize, urls: &[&str]) -> BackendSet {
-        let s = BackendSet::new(Box::new(RoundRobin::default()), n);
+        let s = BackendSet::round_robin(n);
         s.replace(&parse(urls));
         s
     }
@@ -320,7 +419,7 @@ mod tests {
         s.snapshot()[0].set_up(false);
         let inbox: Arc<dyn Notify> = Arc::new(Inbox::default());
         assert!(matches!(
-            s.acquire(&[], Some((1, &inbox))),
+            s.acquire(&[], Some((1, &inbox)), None),
             Acquired::Failed(AcquireError::NoBackend)
         ));
     }
@@ -331,7 +430,7 @@ mod tests {
         let inbox = Arc::new(Inbox::default());
         let notify: Arc<dyn Notify> = inbox.clone();
         assert!(matches!(
-            s.acquire(&[], Some((7, &notify))),
+            s.acquire(&[], Some((7, &notify)), None),
             Acquired::Queued
         ));
         s.snapshot()[0].set_up(true);
@@ -348,7 +447,7 @@ mod tests {
         let inbox = Arc::new(Inbox::default());
         let notify: Arc<dyn Notify> = inbox.clone();
         assert!(matches!(
-            s.acquire(&[], Some((7, &notify))),
+            s.acquire(&[], Some((7, &notify)), None),
             Acquired::Queued
         ));
         s.snapshot()[0].set_up(false);
@@ -364,13 +463,13 @@ mod tests {
         all_up(&s);
         let inbox = Arc::new(Inbox::default());
         let notify: Arc<dyn Notify> = inbox.clone();
-        let held = slot(s.acquire(&[], Some((1, &notify))));
+        let held = slot(s.acquire(&[], Some((1, &notify)), None));
         assert!(matches!(
-            s.acquire(&[], Some((2, &notify))),
+            s.acquire(&[], Some((2, &notify)), None),
             Acquired::Queued
         ));
         assert!(matches!(
-            s.acquire(&[], Some((3, &notify))),
+            s.acquire(&[], Some((3, &notify)), None),
             Acquired::Queued
         ));
         assert_eq!(s.queued(), 2);
@@ -387,9 +486,9 @@ mod tests {
     fn without_a_waiter_busy_is_an_error() {
         let s = set(1, &["http://a:1"]);
         all_up(&s);
-        let _held = slot(s.acquire(&[], None));
+        let _held = slot(s.acquire(&[], None, None));
         assert!(matches!(
-            s.acquire(&[], None),
+            s.acquire(&[], None, None),
             Acquired::Failed(AcquireError::Busy)
         ));
     }
@@ -400,9 +499,9 @@ mod tests {
         all_up(&s);
         let inbox = Arc::new(Inbox::default());
         let notify: Arc<dyn Notify> = inbox.clone();
-        let held = slot(s.acquire(&[], None));
+        let held = slot(s.acquire(&[], None, None));
         assert!(matches!(
-            s.acquire(&[], Some((9, &notify))),
+            s.acquire(&[], Some((9, &notify)), None),
             Acquired::Queued
         ));
         assert!(s.cancel(9));
@@ -417,14 +516,14 @@ mod tests {
         let s = set(1, &["http://a:1", "http://b:2"]);
         all_up(&s);
         let all = s.snapshot();
-        let a = slot(s.acquire(&[all[1].id], None));
+        let a = slot(s.acquire(&[all[1].id], None, None));
         assert_eq!(a.backend().url.base, "http://a:1");
-        let b = slot(s.acquire(&[], None));
+        let b = slot(s.acquire(&[], None, None));
         assert_eq!(b.backend().url.base, "http://b:2");
         let inbox = Arc::new(Inbox::default());
         let notify: Arc<dyn Notify> = inbox.clone();
         assert!(matches!(
-            s.acquire(&[all[0].id], Some((5, &notify))),
+            s.acquire(&[all[0].id], Some((5, &notify)), None),
             Acquired::Queued
         ));
         drop(a);
@@ -433,7 +532,7 @@ mod tests {
         let got = inbox.take();
         assert_eq!(got[0].1.as_ref().unwrap().backend().url.base, "http://b:2");
         assert!(matches!(
-            s.acquire(&[all[0].id, all[1].id], None),
+            s.acquire(&[all[0].id, all[1].id], None, None),
             Acquired::Failed(AcquireError::NoBackend)
         ));
     }
@@ -450,7 +549,7 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in 0..2000u64 {
                         let token = t * 10_000 + i;
-                        match s.acquire(&[], Some((token, &notify))) {
+                        match s.acquire(&[], Some((token, &notify)), None) {
                             Acquired::Slot(slot) => drop(slot),
                             Acquired::Queued => {}
                             Acquired::Failed(e) => panic!("{e}"),

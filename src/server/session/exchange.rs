@@ -45,7 +45,9 @@ use crate::http1::response::{
 use crate::http1::response_head::ResponseHead;
 use crate::http1::{BodyFraming, RequestHead, Version};
 use crate::metrics::{CACHE, NO_BACKEND};
+use crate::upstream::balancer::{hash_input, HashInput};
 use crate::upstream::retry::{self, Attempt, Failure, Next};
+use crate::upstream::routes::Upstream;
 use crate::upstream::{AcquireError, Acquired, Backend, Slot};
 
 /// Tokens for queued requests: unique in the process, so a late answer finds nobody.
@@ -108,6 +110,8 @@ pub(crate) struct Outcome {
 pub(crate) struct Exchange {
     pub head: RequestHead,
     pub started: Instant,
+    /// Where the request goes; `None`: no location matched (404).
+    upstream: Option<Arc<Upstream>>,
     /// The client may send another request afterwards.
     keep_alive: bool,
     websocket: bool,
@@ -144,25 +148,34 @@ impl Exchange {
     pub(crate) fn new(head: RequestHead, raw: &[u8], io: &ClientIo, ctx: &mut Ctx<'_>) -> Self {
         let now = ctx.now;
         let websocket = crate::http1::forward::is_websocket_upgrade(&head);
-        let mut up_head = Vec::with_capacity(raw.len() + 128);
-        write_upstream_head(
-            &mut up_head,
-            raw,
-            &head,
-            &Forwarding {
-                client_ip: &io.peer_ip,
-                proto: ctx.shared.proto,
-                target: &head.target,
-                body: head.framing,
-                websocket,
-            },
-        );
+        let mut up_head = Vec::new();
+        // The location decides the upstream and the path it gets; none: 404 at `begin`.
+        let upstream = match ctx.routes.route(head.host.as_deref(), &head.target) {
+            Some(routed) => {
+                up_head.reserve(raw.len() + 128);
+                write_upstream_head(
+                    &mut up_head,
+                    raw,
+                    &head,
+                    &Forwarding {
+                        client_ip: &io.peer_ip,
+                        proto: ctx.shared.proto,
+                        target: &routed.target,
+                        body: head.framing,
+                        websocket,
+                    },
+                );
+                Some(Arc::clone(routed.upstream))
+            }
+            None => None,
+        };
         // The input buffer still holds the head itself: anything beyond it is body already.
         let continue_pending = head.expect_continue
             && head.framing != BodyFraming::None
             && io.input_len() <= head.head_len;
         let keep_alive = head.keep_alive;
         Exchange {
+            upstream,
             body: ClientBody::new(head.framing, ctx.shared.config.max_body, now),
             head,
             started: now,
@@ -219,6 +232,10 @@ impl Exchange {
     }
 
     fn begin(&mut self, io: &mut ClientIo, ctx: &mut Ctx<'_>, id: Id) -> Progress {
+        if self.upstream.is_none() {
+            let reusable = self.keep_alive && self.head.framing == BodyFraming::None;
+            return self.answer(io, ctx, 404, "no location matches this request", reusable);
+        }
         if let (BodyFraming::Length(n), Some(max)) = (self.head.framing, ctx.shared.config.max_body)
         {
             if n > max {
@@ -309,9 +326,21 @@ impl Exchange {
     }
 
     fn acquire(&mut self, io: &mut ClientIo, ctx: &mut Ctx<'_>, id: Id) -> Progress {
+        let Some(upstream) = self.upstream.clone() else {
+            return self.no_slot(io, ctx, AcquireError::NoBackend);
+        };
         let token = NEXT_WAIT_TOKEN.fetch_add(1, Ordering::Relaxed);
         let notify: Arc<dyn crate::upstream::Notify> = ctx.mailbox.clone();
-        match ctx.shared.set.acquire(&self.tried, Some((token, &notify))) {
+        let hash = upstream
+            .hash_key
+            .as_ref()
+            .and_then(|key| hash_input(key, io.peer.ip(), &self.head.target, &self.head.headers));
+        let acquired = upstream.set.acquire(
+            &self.tried,
+            Some((token, &notify)),
+            hash.as_ref().map(HashInput::as_bytes),
+        );
+        match acquired {
             Acquired::Slot(slot) => {
                 ctx.shared.metrics.handle_wait(0.0);
                 self.got_slot(io, ctx, slot)
@@ -696,7 +725,7 @@ impl Exchange {
             _ => {}
         }
         if let Some(slot) = &self.slot {
-            slot.backend().record_success();
+            response_seen(slot.backend(), head.status, ctx);
         }
         caching::invalidate(ctx.shared, &self.head);
         let to_client = head.client_framing(version);
@@ -763,7 +792,7 @@ impl Exchange {
             return self.fail(io, ctx, Failure::BadResponse, "response head too large");
         }
         if let Some(slot) = self.slot.take() {
-            slot.backend().record_success();
+            response_seen(slot.backend(), head.status, ctx);
         }
         self.outcome.status = 101;
         Progress::Tunnel
@@ -825,19 +854,7 @@ impl Exchange {
             fresh_retry_used: self.fresh_retry_used,
         };
         let verdict = retry::decide(failure, attempt);
-        if verdict.counts_against_backend {
-            let failures = backend.record_failure();
-            let max = ctx.shared.config.max_fails;
-            if max > 0 && failures >= max {
-                mark_down(
-                    &backend,
-                    &format!("{failures} failed requests in a row, last: {why}"),
-                );
-            }
-        }
-        if verdict.marks_down {
-            mark_down(&backend, why);
-        }
+        count_failure(&backend, verdict, why, ctx);
         let (method, target) = (&self.head.method, &self.head.target);
         match verdict.next {
             Next::SameBackendFresh => {
@@ -978,7 +995,7 @@ impl Exchange {
                 let Some(token) = self.wait_token else {
                     return Progress::Wait;
                 };
-                if !ctx.shared.set.cancel(token) {
+                if !self.upstream.as_ref().is_some_and(|u| u.set.cancel(token)) {
                     // Granted just now: the slot is in the mailbox.
                     return Progress::Wait;
                 }
@@ -1050,7 +1067,9 @@ impl Exchange {
             upstream_conn::close(ctx.ups, ctx.registry, u);
         }
         if let Some(token) = self.wait_token.take() {
-            ctx.shared.set.cancel(token);
+            if let Some(upstream) = &self.upstream {
+                upstream.set.cancel(token);
+            }
             ctx.waits.remove(&token);
         }
         if let Some(response) = self.response.as_mut() {
@@ -1105,6 +1124,73 @@ fn idle_is_clean(up: &mut upstream_conn::UpConn) -> bool {
             true
         }
         _ => false,
+    }
+}
+
+/// A response head from the backend: a success for passive health, except that a
+/// `-config` server's 502, 503 or 504 is a failure (nginx's `max_fails` counts them when
+/// `proxy_next_upstream` names them; Gourmet's README says so).
+fn response_seen(backend: &Backend, status: u16, ctx: &mut Ctx<'_>) {
+    let transition = if matches!(status, 502..=504) && backend.has_window_passive() {
+        backend.record_failure(ctx.now).1
+    } else {
+        backend.record_success(ctx.now)
+    };
+    log_transition(backend, transition, ctx, "502/503/504 answers");
+}
+
+/// A failed attempt, as the retry verdict says it counts: a `-config` server's
+/// `max_fail`/`fail_timeout`; a `-b` backend's `-max-fails` in a row, and a refused
+/// connection taking it out at once.
+fn count_failure(backend: &Backend, verdict: retry::Verdict, why: &str, ctx: &mut Ctx<'_>) {
+    if !verdict.counts_against_backend && !verdict.marks_down {
+        return;
+    }
+    let (in_a_row, transition) = backend.record_failure(ctx.now);
+    if backend.has_window_passive() {
+        log_transition(backend, transition, ctx, why);
+        return;
+    }
+    let max = ctx.shared.config.max_fails;
+    if verdict.counts_against_backend && max > 0 && in_a_row >= max {
+        mark_down(
+            backend,
+            &format!("{in_a_row} failed requests in a row, last: {why}"),
+        );
+    }
+    if verdict.marks_down {
+        mark_down(backend, why);
+    }
+}
+
+/// Logs and counts a `max_fail` transition.
+fn log_transition(
+    backend: &Backend,
+    transition: Option<crate::upstream::passive::Transition>,
+    ctx: &mut Ctx<'_>,
+    why: &str,
+) {
+    use crate::upstream::passive::Transition;
+    match transition {
+        Some(Transition::Down { failures }) => {
+            log::warn!(
+                "backend {} is down for its fail_timeout: {failures} failures (max_fail), last: {why}",
+                backend.url.base
+            );
+            ctx.shared
+                .metrics
+                .passive_transition(&backend.url.base, false);
+        }
+        Some(Transition::Up) => {
+            log::info!(
+                "backend {} is up again after its fail_timeout",
+                backend.url.base
+            );
+            ctx.shared
+                .metrics
+                .passive_transition(&backend.url.base, true);
+        }
+        None => {}
     }
 }
 

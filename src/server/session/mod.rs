@@ -48,6 +48,8 @@ use tunnel::{Pumped, Tunnel};
 /// Everything of its loop a session may use while it moves.
 pub(crate) struct Ctx<'a> {
     pub shared: &'a Shared,
+    /// The upstreams and locations in force (the loop's copy).
+    pub routes: &'a crate::upstream::routes::Routes,
     pub registry: &'a Registry,
     pub ups: &'a mut Slab<UpConn>,
     pub pool: &'a mut IdlePool,
