@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod http1;
+mod json;
 pub mod logging;
 pub mod metrics;
 pub mod server;
