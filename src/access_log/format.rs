@@ -61,7 +61,8 @@ pub(crate) fn format_json(r: &AccessRecord, out: &mut Vec<u8>) {
     let t = UtcTime::from(r.start);
     let _ = write!(
         out,
-        "{{\"time\":\"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z\",\"client_ip\":\"{}\",\"method\":",
+        "{{\"time\":\"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z\",\
+         \"client_ip\":\"{}\",\"method\":",
         t.year, t.month, t.day, t.hour, t.minute, t.second, t.millis, r.client_ip
     );
     let _ = json::write_string(out, r.method.as_str().as_bytes());
