@@ -419,13 +419,12 @@ fn is_encrypted(pem: &[u8]) -> bool {
 }
 
 // The integration tests' temp directories and openssl certificate recipe, shared rather than
-// copied.
+// copied (the recipe finds the directories as `super::tempdir`).
 #[cfg(test)]
 #[path = "../tests/support/openssl.rs"]
 mod openssl_cli;
 #[cfg(test)]
-#[path = "../tests/support/tempdir.rs"]
-mod tempdir;
+use crate::test_util::tempdir;
 
 #[cfg(test)]
 mod tests {
