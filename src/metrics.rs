@@ -44,6 +44,9 @@ pub struct Metrics {
     panics: IntCounter,
     /// Held while a scrape fills the gauges it reads.
     rendering: std::sync::Mutex<()>,
+    access_log_dropped: IntCounter,
+    /// The access log's own count of dropped lines, copied at each scrape.
+    access_log_drops: std::sync::Mutex<Option<crate::access_log::DroppedLines>>,
     passive_transitions: IntCounterVec,
     health_checks: IntCounterVec,
     backends: IntGauge,
@@ -111,6 +114,12 @@ impl Metrics {
             )
             .expect("valid metric"),
             rendering: std::sync::Mutex::new(()),
+            access_log_dropped: IntCounter::new(
+                "goaround_access_log_dropped_total",
+                "Access log lines dropped because the writer could not keep up or could not write.",
+            )
+            .expect("valid metric"),
+            access_log_drops: std::sync::Mutex::new(None),
             passive_transitions: IntCounterVec::new(
                 Opts::new(
                     "goaround_passive_transitions_total",
@@ -166,7 +175,8 @@ impl Metrics {
                 .expect("valid metric"),
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 17] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 18] = [
+            Box::new(m.access_log_dropped.clone()),
             Box::new(m.passive_transitions.clone()),
             Box::new(m.tunnels.clone()),
             Box::new(m.panics.clone()),
@@ -239,6 +249,14 @@ impl Metrics {
             .inc();
     }
 
+    /// Where `goaround_access_log_dropped_total` comes from.
+    pub(crate) fn count_access_log_drops(&self, drops: crate::access_log::DroppedLines) {
+        *self
+            .access_log_drops
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(drops);
+    }
+
     /// A panic was caught while serving a connection.
     pub fn panic(&self) {
         self.panics.inc();
@@ -293,6 +311,16 @@ impl Metrics {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(cache) = cache {
             self.sync_cache(cache);
+        }
+        if let Some(drops) = self
+            .access_log_drops
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+        {
+            let total = drops.get();
+            let counter = &self.access_log_dropped;
+            counter.inc_by(total.saturating_sub(counter.get()));
         }
         let mut snapshot: Vec<Arc<crate::upstream::Backend>> =
             routes.backends().into_iter().map(|(_, b)| b).collect();

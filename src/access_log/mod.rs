@@ -267,11 +267,13 @@ impl AccessLog {
     }
 
     /// Lines dropped so far (queue full or write failed).
+    #[cfg(test)]
     pub(crate) fn dropped(&self) -> u64 {
         self.drops.total()
     }
 
-    /// A reader of [`dropped`](Self::dropped) that does not keep the writer running.
+    /// A reader of the dropped count that does not keep the writer running.
+    #[cfg(test)]
     pub(crate) fn dropped_lines(&self) -> DroppedLines {
         DroppedLines(Arc::clone(&self.drops))
     }

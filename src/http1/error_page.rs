@@ -68,7 +68,7 @@ impl Format {
                 let Some(specificity) = range.specificity_for(ty, subtype) else {
                     continue;
                 };
-                if slot.map_or(true, |(seen, _)| specificity > seen) {
+                if slot.is_none_or(|(seen, _)| specificity > seen) {
                     *slot = Some((specificity, range.q));
                 }
             }

@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Poll, Waker};
 
+use crate::access_log::{AccessLog, Destination, LogFormat};
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::control::ControlSocket;
@@ -68,6 +69,8 @@ pub(crate) struct Shared {
     pub(crate) cache: Option<Arc<Cache>>,
     /// Open client connections, across loops (for `-max-conns`).
     pub(crate) open: AtomicUsize,
+    /// `-access-log`: where each loop sends a line per request.
+    pub(crate) access_log: Option<AccessLog>,
     shutting_down: AtomicBool,
 }
 
@@ -86,6 +89,8 @@ pub enum StartError {
     Thread(std::io::Error),
     Signals(std::io::Error),
     Tls(TlsError),
+    /// The access log could not be opened (the message names the file).
+    AccessLog(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -97,6 +102,7 @@ impl std::fmt::Display for StartError {
             Self::Thread(e) => write!(f, "cannot start a thread: {e}"),
             Self::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
             Self::Tls(e) => write!(f, "{e}"),
+            Self::AccessLog(e) => write!(f, "{e}"),
         }
     }
 }
@@ -111,10 +117,10 @@ struct LoopHandle {
 
 /// Runs the load balancer until SIGTERM or SIGINT; returns after the drain.
 pub fn run(config: Config) -> Result<(), StartError> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 
     // Signals first: a SIGTERM during start-up must not kill the process half-way.
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])
         .map_err(StartError::Signals)?;
 
     // Certificates before sockets: a bad file is a start-up error naming the file.
@@ -138,7 +144,19 @@ pub fn run(config: Config) -> Result<(), StartError> {
         TcpListener::bind(metrics_addr).map_err(|e| StartError::Metrics(metrics_addr, e))?;
     let control = ControlSocket::bind(&config.socket).map_err(StartError::Control)?;
 
+    let (access_log, access_writer) = match &config.access_log {
+        Some((path, format)) => {
+            let format = LogFormat::from_flag(format).unwrap_or_default();
+            let (log, writer) = AccessLog::open(Destination::from_flag(path), format)
+                .map_err(|e| StartError::AccessLog(e.to_string()))?;
+            (Some(log), Some(writer))
+        }
+        None => (None, None),
+    };
     let metrics = Arc::new(Metrics::new());
+    if let Some(writer) = &access_writer {
+        metrics.count_access_log_drops(writer.dropped_lines());
+    }
     let cache = config.cache.map(|c| Arc::new(Cache::new(c)));
     let health_settings = HealthSettings {
         interval: config.health_interval,
@@ -157,6 +175,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         backend_tls: Some(backend_tls),
         cache: cache.clone(),
         open: AtomicUsize::new(0),
+        access_log,
         shutting_down: AtomicBool::new(false),
     });
 
@@ -221,6 +240,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
 
     let mut signal = SIGTERM;
     for received in signals.forever() {
+        if received == SIGUSR1 {
+            match &access_writer {
+                Some(writer) => writer.reopen(),
+                None => log::info!("SIGUSR1: no access log to reopen"),
+            }
+            continue;
+        }
         if received == SIGHUP {
             if shared.tls.is_some() || shared.config.config_file.is_none() {
                 reload_tls(shared.tls.as_deref());
@@ -248,7 +274,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     // Loops end when their last connection does. A second SIGTERM/SIGINT ends the wait at
     // once (an operator pressing Ctrl-C twice).
     while loops.iter().any(|l| !l.thread.is_finished()) && Instant::now() < deadline {
-        if signals.pending().any(|s| s != SIGHUP) {
+        if signals.pending().any(|s| s == SIGTERM || s == SIGINT) {
             log::warn!("second signal: exiting without waiting for in-flight requests");
             break;
         }
@@ -257,6 +283,12 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let busy = shared.open.load(Ordering::Acquire);
     if busy > 0 && Instant::now() >= deadline {
         log::warn!("{busy} connections still open after the shutdown timeout; exiting anyway");
+    }
+    if let Some(writer) = access_writer {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !writer.close(left.max(Duration::from_millis(500))) {
+            log::warn!("access log: lines still queued at exit were not written");
+        }
     }
     if let Err(e) = std::fs::remove_file(&socket_path) {
         log::warn!("removing {}: {e}", socket_path.display());

@@ -103,6 +103,10 @@ pub(crate) struct Outcome {
     pub status: u16,
     /// Where the answer came from: a backend URL, the cache, or goaround itself.
     pub backend: Option<Arc<Backend>>,
+    /// The backend that answered or, after failed attempts, the last one tried.
+    pub upstream: Option<Arc<Backend>>,
+    /// The status that backend answered.
+    pub upstream_status: Option<u16>,
     pub from_cache: bool,
     pub body_bytes: u64,
 }
@@ -203,6 +207,8 @@ impl Exchange {
             outcome: Outcome {
                 status: 0,
                 backend: None,
+                upstream: None,
+                upstream_status: None,
                 from_cache: false,
                 body_bytes: 0,
             },
@@ -378,6 +384,7 @@ impl Exchange {
 
     fn got_slot(&mut self, io: &mut ClientIo, ctx: &mut Ctx<'_>, slot: Slot) -> Progress {
         self.outcome.backend = Some(Arc::clone(slot.backend()));
+        self.outcome.upstream = Some(Arc::clone(slot.backend()));
         self.slot = Some(slot);
         if self.continue_pending {
             self.continue_pending = false;
@@ -762,6 +769,7 @@ impl Exchange {
             return Err(self.fail(io, ctx, Failure::BadResponse, "response head too large"));
         }
         self.outcome.status = head.status;
+        self.outcome.upstream_status = Some(head.status);
         self.answer_keep_alive = keep_alive;
         let body = BodyRelay::new(io, ctx.buffers, head.framing, to_client);
         let complete = body.is_complete();
@@ -795,6 +803,7 @@ impl Exchange {
             response_seen(slot.backend(), head.status, ctx);
         }
         self.outcome.status = 101;
+        self.outcome.upstream_status = Some(101);
         Progress::Tunnel
     }
 

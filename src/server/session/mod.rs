@@ -245,7 +245,9 @@ impl Session {
             Progress::Finished { keep_alive } => {
                 self.record(ctx);
                 self.phase = if keep_alive && !ctx.draining {
-                    self.since = ctx.now;
+                    // Read now, not at the start of the loop's turn: the idle timeout runs
+                    // from the answer's last byte, as the client sees it.
+                    self.since = Instant::now();
                     Phase::Idle
                 } else {
                     Phase::Closing
@@ -270,14 +272,17 @@ impl Session {
         }
     }
 
-    /// Metrics (and later the access log) for the exchange that just ended.
+    /// Metrics and the access log line of the exchange that just ended.
     fn record(&mut self, ctx: &mut Ctx<'_>) {
         let Phase::Exchange(ex) = &self.phase else {
             return;
         };
-        let seconds = ctx.now.saturating_duration_since(ex.started).as_secs_f64();
+        let took = ctx.now.saturating_duration_since(ex.started);
         ctx.recorder
-            .record(ex.backend_label(), ex.outcome.status, seconds);
+            .record(ex.backend_label(), ex.outcome.status, took.as_secs_f64());
+        if let Some(log) = &ctx.shared.access_log {
+            log.send(access_record(ex, self.io.peer.ip(), took));
+        }
     }
 
     /// When the session's current wait must end.
@@ -370,6 +375,31 @@ impl Session {
         self.phase = Phase::Closing;
         self.io.return_all(ctx.buffers);
         let _ = ctx.registry.deregister(self.io.transport.tcp_mut());
+    }
+}
+
+/// The access log's view of an exchange that took `took`.
+fn access_record(
+    ex: &Exchange,
+    client_ip: std::net::IpAddr,
+    took: std::time::Duration,
+) -> crate::access_log::AccessRecord {
+    use http::header::{REFERER, USER_AGENT};
+    let head = &ex.head;
+    crate::access_log::AccessRecord {
+        start: std::time::SystemTime::now() - took,
+        client_ip,
+        method: head.method.clone(),
+        target: head.target.clone(),
+        version: head.version,
+        status: ex.outcome.status,
+        body_bytes: ex.outcome.body_bytes,
+        referer: head.headers.get(REFERER).cloned(),
+        user_agent: head.headers.get(USER_AGENT).cloned(),
+        host: head.host.clone(),
+        upstream: ex.outcome.upstream.as_ref().map(|b| b.url.base.clone()),
+        upstream_status: ex.outcome.upstream_status,
+        duration: took,
     }
 }
 
