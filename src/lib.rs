@@ -14,6 +14,7 @@ pub mod http1;
 pub mod logging;
 pub mod metrics;
 pub mod server;
+pub mod stats;
 pub mod tls;
 pub mod upstream;
 
