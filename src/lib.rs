@@ -15,6 +15,7 @@ pub mod logging;
 pub mod metrics;
 pub mod server;
 pub mod stats;
+pub mod status;
 pub mod tls;
 pub mod upstream;
 
