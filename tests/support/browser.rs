@@ -10,7 +10,7 @@
 //! two cores. Pages are loaded with a *virtual time* budget, so a page's timers (a refresh
 //! every two seconds) fire as fast as the page can run them instead of in real time.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -56,7 +56,10 @@ impl Chromium {
                     Ok(status) => format!("`{} --version` exited with {status}", program.display()),
                     Err(e) => format!("cannot run {}: {e}", program.display()),
                 };
-                eprintln!(
+                // Straight to the process's stderr: `eprintln!` in a passing test is captured
+                // by the test harness and never shown, which would make the skip silent.
+                let _ = writeln!(
+                    std::io::stderr(),
                     "\n################################################################\n\
                      SKIPPED {test}: no headless browser ({why}).\n\
                      `make test` installs Debian's chromium (apt-get install -y chromium);\n\
