@@ -233,6 +233,10 @@ fn the_script_shows_a_changed_snapshot() {
     assert!(dom.contains("3 requests failed in a row: connect: connection refused"));
     assert!(!dom.contains(r#"st-up" data-url="http://10.1.0.2:8080""#));
     assert!(dom.contains("<title>goaround · 2/6 up</title>"));
+    assert!(
+        dom.contains(r#"id="favicon" href="data:image/png;base64,"#),
+        "the script drew the favicon"
+    );
     let (live, text) = element_by_id(&dom, "div", "live").expect("live indicator");
     assert!(live.contains("live ok"), "{live}");
     assert!(text.contains("Live · updated "), "{text}");

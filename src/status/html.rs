@@ -79,7 +79,7 @@ fn header(h: &mut Html, s: &StatusSnapshot) {
     h.raw("</span><span class=\"build\" id=\"build\">");
     h.text(build_text(s.build_static));
     h.raw("</span></div>");
-    h.raw("<div class=\"live\" id=\"live\" role=\"status\"><span class=\"dot\"></span>");
+    h.raw("<div class=\"live\" id=\"live\"><span class=\"dot\"></span>");
     h.raw("<span id=\"live-text\">Snapshot from page load: reload to update</span></div>");
     h.raw("</header>\n<div class=\"alert\" id=\"alert\" role=\"alert\" hidden></div>\n");
 }
@@ -111,7 +111,8 @@ fn totals(h: &mut Html, t: &ProcessTotals, s: &StatusSnapshot) {
         (_, true) => "all up".to_owned(),
         _ => notes.join(" · "),
     };
-    let class = if down > 0 || (total > 0 && up == 0) {
+    // Red when a backend is down or none is left to serve (all pending is only starting up).
+    let class = if down > 0 || (total > 0 && up == 0 && pending == 0) {
         "tile bad"
     } else if draining + pending > 0 {
         "tile warn"
@@ -467,6 +468,27 @@ mod tests {
         assert!(html.contains("No backends"));
         assert!(html.contains("none configured"));
         assert!(html.contains(">off<"));
+    }
+
+    #[test]
+    fn the_backends_tile_is_red_only_when_something_is_wrong() {
+        let tile_class = |states: &[BackendState]| {
+            let mut s = fixtures::snapshot();
+            s.upstreams[0].backends = states
+                .iter()
+                .map(|&state| fixtures::backend("http://b:1", state))
+                .collect();
+            let html = page(&s);
+            let at = html.find("<span class=\"k\">Backends up").unwrap();
+            let start = html[..at].rfind("<div class=\"").unwrap() + "<div class=\"".len();
+            html[start..at - 2].to_owned()
+        };
+        use BackendState::*;
+        assert_eq!(tile_class(&[Up, Up]), "tile");
+        assert_eq!(tile_class(&[Pending, Pending]), "tile warn", "starting up");
+        assert_eq!(tile_class(&[Up, Draining]), "tile warn");
+        assert_eq!(tile_class(&[Up, Down]), "tile bad");
+        assert_eq!(tile_class(&[Draining]), "tile bad", "nothing left to serve");
     }
 
     #[test]

@@ -6,6 +6,7 @@
   var JSON_URL = "/status.json";
   var EVERY_MS = 2000;
   var TIMEOUT_MS = 5000;
+  var FAVICON = ["#17753a", "#935200", "#b42318"];
   var COLUMNS = [["Backend", false], ["State", false], ["Last check", false],
     ["In flight", true], ["Req/s", true], ["Requests", true], ["Errors", false],
     ["p50", true], ["p99", true], ["Received / sent", true]];
@@ -92,6 +93,15 @@
   }
   function upCount(list) { return list.filter(function (b) { return b.state === "up"; }).length; }
 
+  // 2 when a backend is down or none is left to serve (all pending is only starting up),
+  // 1 when some are draining or pending, 0 when all are up: as html.rs colours the tile.
+  function health(s) {
+    var all = allBackends(s), n = {};
+    all.forEach(function (b) { n[b.state] = (n[b.state] || 0) + 1; });
+    if (n.down || (all.length > 0 && upCount(all) === 0 && !n.pending)) { return 2; }
+    return (n.draining || n.pending) ? 1 : 0;
+  }
+
   function tile(cls, key, value, note) {
     return add(el("div", cls), el("span", "k", key), el("span", "v", value), el("span", "s", note));
   }
@@ -102,10 +112,8 @@
     var notes = [];
     ["down", "draining", "pending"].forEach(function (w) { if (n[w]) { notes.push(n[w] + " " + w); } });
     var note = all.length === 0 ? "none configured" : notes.length === 0 ? "all up" : notes.join(" \u00b7 ");
-    var cls = (n.down || (all.length > 0 && up === 0)) ? "tile bad"
-      : ((n.draining || 0) + (n.pending || 0) > 0 ? "tile warn" : "tile");
     var tiles = [
-      tile(cls, "Backends up", up + " / " + all.length, note),
+      tile(["tile", "tile warn", "tile bad"][health(s)], "Backends up", up + " / " + all.length, note),
       tile("tile", "Requests/s", rate(t.rps_10s), "last 10 s"),
       tile("tile", "Requests", count(t.requests), "since start"),
       tile("tile", "Connections", count(t.client_connections), "open now"),
@@ -213,8 +221,7 @@
     $("version").textContent = s.version;
     $("build").textContent = s.build_static ? "static build" : "dynamically linked";
     document.title = "goaround \u00b7 " + up + "/" + all.length + " up";
-    var down = all.some(function (b) { return b.state === "down"; });
-    favicon(down || (all.length > 0 && up === 0) ? "#b42318" : up < all.length ? "#935200" : "#17753a");
+    favicon(FAVICON[health(s)]);
   }
 
   function favicon(color) {
@@ -283,6 +290,7 @@
   // A browser without fetch keeps the server's snapshot and its "reload to update".
   if (!window.fetch) { return; }
   succeeded();
-  favicon($("totals").querySelector(".tile.bad") ? "#b42318" : "#17753a");
+  var first = $("totals").querySelector(".tile");
+  favicon(FAVICON[first && first.classList.contains("bad") ? 2 : first && first.classList.contains("warn") ? 1 : 0]);
   setTimeout(tick, EVERY_MS);
 })();
