@@ -27,12 +27,16 @@ pub(crate) fn fixed(x: f64, decimals: u32) -> String {
 /// `1234567` → `1,234,567`.
 pub(crate) fn count(n: u64) -> String {
     let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
+    // The first group takes what is left over from groups of three; digits are ASCII.
+    let mut at = match digits.len() % 3 {
+        0 => 3,
+        short => short,
+    };
+    let mut out = digits[..at].to_owned();
+    while at < digits.len() {
+        out.push(',');
+        out.push_str(&digits[at..at + 3]);
+        at += 3;
     }
     out
 }

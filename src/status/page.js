@@ -37,11 +37,8 @@
   function round(x, d) { var p = Math.pow(10, d); return Math.round(x * p) / p; }
   function fixed(x, d) { return round(x, d).toFixed(d); }
   function count(n) {
-    var s = String(n), out = "";
-    for (var i = 0; i < s.length; i++) {
-      if (i > 0 && (s.length - i) % 3 === 0) { out += ","; }
-      out += s.charAt(i);
-    }
+    var s = String(n), at = s.length % 3 || 3, out = s.slice(0, at);
+    for (; at < s.length; at += 3) { out += "," + s.slice(at, at + 3); }
     return out;
   }
   function bytes(n) {
