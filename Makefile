@@ -36,7 +36,16 @@ static: musl-toolchain
 	cd bin && sha1sum goaround > shasum
 	@file $(BIN) 2>/dev/null || true
 
-test:
+# Debian's chromium for the status page's browser test (tests/status_page.rs), installed when
+# missing (GOAROUND_CHROMIUM names another browser). Where it cannot be installed (no network,
+# not root), say so: that test then prints SKIPPED instead of failing.
+.PHONY: chromium
+chromium:
+	@[ -n "$$GOAROUND_CHROMIUM" ] || [ -x /usr/bin/chromium ] || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
+	  echo "make: WARNING: chromium could not be installed; the status page's browser test will be SKIPPED" >&2
+
+test: chromium
 	$(CARGO) test --all-targets
 
 lint:

@@ -18,6 +18,8 @@ pub mod logging;
 pub mod metrics;
 pub mod routing;
 pub mod server;
+pub mod stats;
+pub mod status;
 pub mod tls;
 pub mod upstream;
 

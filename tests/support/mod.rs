@@ -4,7 +4,8 @@
 //! a fresh temp dir per run (control socket path), the child's output (collected on
 //! background threads and searchable), and readiness: the proxy and metrics addresses are
 //! parsed from the startup log and healthy backends are polled on `/metrics`. The fixture
-//! backend lives in [`backend`], the raw HTTP client in [`client`].
+//! backend lives in [`backend`], the raw HTTP client in [`client`], headless Chromium in
+//! [`browser`].
 //!
 //! Readiness is polled with short sleeps between checks, never assumed after a fixed delay.
 
@@ -12,6 +13,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod browser;
 pub mod client;
 pub mod openssl;
 pub mod scripted;
