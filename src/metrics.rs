@@ -23,6 +23,7 @@ use crate::cache::Cache;
 use crate::http1::error_page::{self, Format};
 use crate::http1::limits::MAX_HEAD_BYTES;
 use crate::http1::{parse_request_head, Parse};
+use crate::status::{self, Sources};
 use crate::upstream::routes::SharedRoutes;
 
 /// Label value for requests answered by goaround itself (bad request, no backend, ...).
@@ -417,12 +418,7 @@ const SCRAPE_DEADLINE: Duration = Duration::from_secs(5);
 const MAX_SCRAPES: usize = 16;
 
 /// Serves `/metrics` and `/status` until the process exits.
-pub fn serve(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    routes: Arc<SharedRoutes>,
-    cache: Option<Arc<Cache>>,
-) {
+pub fn serve(listener: TcpListener, metrics: Arc<Metrics>, sources: Arc<Sources>) {
     let busy = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         let stream = match stream {
@@ -437,16 +433,15 @@ pub fn serve(
             std::thread::sleep(Duration::from_millis(5));
         }
         busy.fetch_add(1, Ordering::AcqRel);
-        let (metrics, routes, cache, done) = (
+        let (metrics, sources, done) = (
             Arc::clone(&metrics),
-            Arc::clone(&routes),
-            cache.clone(),
+            Arc::clone(&sources),
             Arc::clone(&busy),
         );
         let spawned = std::thread::Builder::new()
             .name("scrape".into())
             .spawn(move || {
-                if let Err(e) = answer(stream, &metrics, &routes, cache.as_deref()) {
+                if let Err(e) = answer(stream, &metrics, &sources) {
                     log::debug!("metrics: {e}");
                 }
                 done.fetch_sub(1, Ordering::AcqRel);
@@ -473,12 +468,7 @@ impl Deadline {
     }
 }
 
-fn answer(
-    mut stream: TcpStream,
-    metrics: &Metrics,
-    routes: &SharedRoutes,
-    cache: Option<&Cache>,
-) -> std::io::Result<()> {
+fn answer(mut stream: TcpStream, metrics: &Metrics, sources: &Sources) -> std::io::Result<()> {
     let deadline = Deadline {
         at: Instant::now() + SCRAPE_DEADLINE,
     };
@@ -505,12 +495,22 @@ fn answer(
     let path = head.target.split('?').next().unwrap_or_default();
     let head_only = head.method == http::Method::HEAD;
     let (content_type, body) = match (head.method.as_str(), path) {
-        ("GET" | "HEAD", "/metrics") => (prometheus::TEXT_FORMAT, metrics.render(routes, cache)),
-        ("GET" | "HEAD", "/status") => ("text/html; charset=utf-8", status_page(routes)),
+        ("GET" | "HEAD", "/metrics") => (
+            prometheus::TEXT_FORMAT,
+            metrics.render(&sources.routes, sources.cache.as_deref()),
+        ),
+        ("GET" | "HEAD", "/status") => (
+            "text/html; charset=utf-8",
+            status::render_html(&status::snapshot(sources)),
+        ),
+        ("GET" | "HEAD", "/status.json") => (
+            "application/json",
+            status::render_json(&status::snapshot(sources)),
+        ),
         _ => {
             let page = error_page::render(
                 404,
-                "try /metrics or /status",
+                "try /metrics, /status or /status.json",
                 Format::Text,
                 false,
                 head_only,
@@ -544,23 +544,4 @@ fn write_before(
         bytes = &bytes[n..];
     }
     Ok(())
-}
-
-/// A human-readable table of the backends.
-fn status_page(routes: &SharedRoutes) -> Vec<u8> {
-    let mut page = String::from(
-        "<!DOCTYPE html>\n<html><head><title>goaround</title></head><body><h1>goaround</h1>\n\
-         <table border=\"1\"><tr><th>backend</th><th>state</th><th>in flight</th><th>requests</th></tr>\n",
-    );
-    for (_, b) in routes.backends() {
-        let state = if b.is_up() { "up" } else { "down" };
-        page.push_str(&format!(
-            "<tr><td>{}</td><td>{state}</td><td>{}</td><td>{}</td></tr>\n",
-            b.url.base,
-            b.in_flight(),
-            b.served()
-        ));
-    }
-    page.push_str("</table></body></html>\n");
-    page.into_bytes()
 }

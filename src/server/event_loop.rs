@@ -262,6 +262,7 @@ impl EventLoop {
         }
         self.shared.open.fetch_add(1, Ordering::AcqRel);
         self.shared.metrics.client_connection_opened();
+        self.shared.process.connection_opened();
         if drive {
             session.io.readable = true;
             self.drive(id.index, |s, ctx| s.drive(ctx));
@@ -450,6 +451,7 @@ impl EventLoop {
         }
         self.shared.open.fetch_sub(1, Ordering::AcqRel);
         self.shared.metrics.client_connection_closed();
+        self.shared.process.connection_closed();
     }
 
     /// Stops accepting; answers what already waits in the kernel when asked; closes idle

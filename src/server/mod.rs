@@ -44,6 +44,7 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::control::ControlSocket;
 use crate::metrics::{self, Metrics};
+use crate::stats::ProcessStats;
 use crate::tls::{self, ReloadableConfig, TlsError};
 use crate::upstream::health::{self, HealthSettings};
 use crate::upstream::routes::{self, FlagBackends, Reload, SharedRoutes};
@@ -71,6 +72,8 @@ pub(crate) struct Shared {
     pub(crate) open: AtomicUsize,
     /// `-access-log`: where each loop sends a line per request.
     pub(crate) access_log: Option<AccessLog>,
+    /// Connections, tunnels and requests for the status page.
+    pub(crate) process: Arc<ProcessStats>,
     shutting_down: AtomicBool,
 }
 
@@ -176,6 +179,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         cache: cache.clone(),
         open: AtomicUsize::new(0),
         access_log,
+        process: Arc::new(ProcessStats::new()),
         shutting_down: AtomicBool::new(false),
     });
 
@@ -186,10 +190,16 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let metrics_local = metrics_listener.local_addr().unwrap_or(metrics_addr);
     let loops = start_loops(listeners, &shared)?;
     {
-        let (metrics, routes) = (Arc::clone(&metrics), Arc::clone(&shared.routes));
+        let sources = Arc::new(crate::status::Sources {
+            routes: Arc::clone(&shared.routes),
+            process: Arc::clone(&shared.process),
+            cache,
+            flags: std::env::args().skip(1).collect(),
+        });
+        let metrics = Arc::clone(&metrics);
         thread::Builder::new()
             .name("metrics".into())
-            .spawn(move || metrics::serve(metrics_listener, metrics, routes, cache))
+            .spawn(move || metrics::serve(metrics_listener, metrics, sources))
             .map_err(StartError::Thread)?;
     }
     let socket_path = control.path().to_owned();

@@ -64,6 +64,12 @@ impl Clock {
     }
 }
 
+/// The process's clock: started with the process (at its first use, early in `main`).
+pub fn clock() -> &'static Clock {
+    static CLOCK: std::sync::OnceLock<Clock> = std::sync::OnceLock::new();
+    CLOCK.get_or_init(Clock::new)
+}
+
 impl Default for Clock {
     fn default() -> Clock {
         Clock::new()

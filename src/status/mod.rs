@@ -11,14 +11,17 @@
 //! | file | owns |
 //! |---|---|
 //! | here | the snapshot types |
+//! | `build.rs` | [`snapshot`]: the snapshot of the live process |
 //! | `json.rs` | [`render_json`]: hand-written JSON with stable snake_case keys |
 //! | `html.rs` | [`render_html`]: the page, with `page.css` and `page.js` inlined |
 //! | `format.rs` | how numbers, sizes and durations are written; `page.js` mirrors it |
 
+mod build;
 mod format;
 mod html;
 mod json;
 
+pub use build::{snapshot, Sources};
 pub use html::render_html;
 pub use json::render_json;
 

@@ -32,6 +32,7 @@ use super::balancer::Candidate;
 use super::passive::{PassiveHealth, Transition};
 use super::set::WaitQueue;
 use crate::config::BackendUrl;
+use crate::stats::{BackendStats, HealthRecord};
 
 /// Gives every backend a process-wide identity, for per-loop connection pools and for the
 /// backends a queued request must not be given.
@@ -67,6 +68,10 @@ pub struct Backend {
     next_address: AtomicUsize,
     /// The requests waiting for a slot of this backend's set.
     queue: Arc<WaitQueue>,
+    /// Traffic, errors and latency for the status page.
+    pub stats: BackendStats,
+    /// Checks and changes of state for the status page.
+    pub health: HealthRecord,
     /// Wakes the backend's health thread early (added, retired, or a passive failure).
     pub(crate) health_wake: Sender<()>,
     pub(crate) health_wake_rx: Receiver<()>,
@@ -109,6 +114,8 @@ impl Backend {
             addresses: Mutex::new(literal),
             next_address: AtomicUsize::new(0),
             queue,
+            stats: BackendStats::new(),
+            health: HealthRecord::new(crate::stats::clock().now_secs()),
             health_wake,
             health_wake_rx,
         })
@@ -190,10 +197,17 @@ impl Backend {
         self.served.load(Ordering::Relaxed)
     }
 
-    /// Requests found the backend failing: take it out now. Returns true on a transition.
-    pub fn mark_down_passively(&self) -> bool {
+    /// Requests found the backend failing (`why`): take it out now. Returns true on a
+    /// transition.
+    pub fn mark_down_passively(&self, why: &str) -> bool {
         self.passive_downs.fetch_add(1, Ordering::AcqRel);
-        self.set_up(false)
+        let changed = self.set_up(false);
+        if changed {
+            let now = crate::stats::clock().now_secs();
+            self.health
+                .record_change(now, Some(&format!("requests failed: {why}")));
+        }
+        changed
     }
 
     /// How many times requests took the backend out (see [`mark_down_passively`]).
@@ -237,6 +251,9 @@ impl Backend {
     /// Takes the backend out of service for good; in-flight requests finish.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Release);
+        let now = crate::stats::clock().now_secs();
+        self.health
+            .record_change(now, Some("removed from its upstream"));
         self.wake_health();
     }
 

@@ -62,6 +62,7 @@ fn run(backend: &Backend, settings: HealthSettings, metrics: &Metrics, set: &Bac
             .unwrap_or_else(|| "/health".into());
         let url = format!("{}{path}", backend.url.base);
         let downs_before = backend.passive_downs();
+        let started = std::time::Instant::now();
         // The event loops never resolve names: new connections use the addresses found
         // here, so a changed address is picked up at the next check.
         let result = match backend.resolve() {
@@ -71,6 +72,14 @@ fn run(backend: &Backend, settings: HealthSettings, metrics: &Metrics, set: &Bac
         if backend.is_retired() {
             break;
         }
+        let clock = crate::stats::clock();
+        let message = match &result {
+            Ok(()) => "healthy",
+            Err(why) => why.as_str(),
+        };
+        backend
+            .health
+            .record_check(clock.now_secs(), result.is_ok(), started.elapsed(), message);
         metrics.health_check(&backend.url.base, result.is_ok());
         // A pass that began before requests took the backend out says nothing about it:
         // keep it out until a check that started afterwards passes.
@@ -79,6 +88,14 @@ fn run(backend: &Backend, settings: HealthSettings, metrics: &Metrics, set: &Bac
         // would otherwise never be mentioned above debug.
         let first = backend.is_pending();
         if backend.set_up(up) || (first && !up) {
+            let reason = match &result {
+                _ if up => None,
+                Err(why) => Some(format!("check failed: {why}")),
+                Ok(()) => Some("requests failed; waiting for a later check".to_owned()),
+            };
+            backend
+                .health
+                .record_change(clock.now_secs(), reason.as_deref());
             match &result {
                 _ if up => log::info!("backend {} is up", backend.url.base),
                 Err(why) => log::warn!("backend {} is down: {why}", backend.url.base),

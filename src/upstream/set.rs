@@ -184,6 +184,8 @@ struct Members {
 /// The live backend set with its balancer and its queue.
 pub struct BackendSet {
     current: Mutex<Members>,
+    /// Backends removed from the set with requests still in flight (for the status page).
+    draining: Mutex<Vec<Arc<Backend>>>,
     settings: Mutex<SetSettings>,
     queue: Arc<WaitQueue>,
 }
@@ -202,8 +204,16 @@ impl BackendSet {
                 balancer: Arc::new(Balancer::new(&settings.balancer)),
             }),
             settings: Mutex::new(settings),
+            draining: Mutex::new(Vec::new()),
             queue: Arc::default(),
         }
+    }
+
+    /// Removed backends whose requests are still finishing.
+    pub fn draining(&self) -> Vec<Arc<Backend>> {
+        let mut draining = self.draining.lock().unwrap_or_else(PoisonError::into_inner);
+        draining.retain(|b| b.in_flight() > 0);
+        draining.clone()
     }
 
     /// A set of `-b` backends balanced round-robin with `slots` each, checked at `/health`.
@@ -292,6 +302,11 @@ impl BackendSet {
         drop(current);
         for b in &removed {
             b.retire();
+        }
+        {
+            let mut draining = self.draining.lock().unwrap_or_else(PoisonError::into_inner);
+            draining.retain(|b| b.in_flight() > 0);
+            draining.extend(removed.iter().filter(|b| b.in_flight() > 0).cloned());
         }
         self.wake_waiters();
         Change { added, removed }

@@ -585,6 +585,11 @@ impl Exchange {
         }
     }
 
+    /// Bytes of the request written to the current connection.
+    fn bytes_sent(&self) -> u64 {
+        (self.sent.head + self.sent.prefix + self.sent.stream) as u64
+    }
+
     /// Everything of the request reached the backend's socket.
     fn request_sent(&self) -> bool {
         self.body.is_done()
@@ -827,6 +832,13 @@ impl Exchange {
         if let Some(response) = self.response.as_mut() {
             self.outcome.body_bytes = response.body.sent;
             response.body.release(ctx.buffers);
+            if let Some(slot) = &self.slot {
+                let stats = &slot.backend().stats;
+                stats.record_bytes_in(response.head.head_len as u64 + response.body.sent);
+            }
+        }
+        if let Some(slot) = &self.slot {
+            slot.backend().stats.record_bytes_out(self.bytes_sent());
         }
         if let Some(u) = self.up.take() {
             release_connection(ctx, u, reusable);
@@ -857,6 +869,11 @@ impl Exchange {
         ctx.shared
             .metrics
             .upstream_error(&backend.url.base, failure.kind());
+        let second = crate::stats::clock().secs_at(ctx.now);
+        if let Some(kind) = stats_failure(failure) {
+            backend.stats.record_failure(second, kind);
+        }
+        backend.stats.record_bytes_out(self.bytes_sent());
         let attempt = Attempt {
             idempotent: retry::is_idempotent(&self.head.method),
             replayable: !self.streamed,
@@ -1136,6 +1153,21 @@ fn idle_is_clean(up: &mut upstream_conn::UpConn) -> bool {
     }
 }
 
+/// How a failure shows on the status page; running out of local resources is goaround's
+/// own trouble and not the backend's.
+fn stats_failure(failure: Failure) -> Option<crate::stats::Failure> {
+    use crate::stats::Failure as S;
+    match failure {
+        Failure::ConnectRefused | Failure::ConnectTimeout | Failure::TlsHandshake => {
+            Some(S::Connect)
+        }
+        Failure::ResponseTimeout => Some(S::Timeout),
+        Failure::Lost { .. } => Some(S::Reset),
+        Failure::BadResponse => Some(S::Protocol),
+        Failure::LocalResources => None,
+    }
+}
+
 /// A response head from the backend: a success for passive health, except that a
 /// `-config` server's 502, 503 or 504 is a failure (nginx's `max_fails` counts them when
 /// `proxy_next_upstream` names them; Gourmet's README says so).
@@ -1207,7 +1239,7 @@ fn log_transition(
 /// degraded connection); its health thread checks it again a second later and brings it
 /// back when `/health` passes.
 fn mark_down(backend: &Backend, why: &str) {
-    if backend.mark_down_passively() {
+    if backend.mark_down_passively(why) {
         log::warn!("backend {} is down: {why}", backend.url.base);
     }
     backend.wake_health();

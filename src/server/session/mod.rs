@@ -266,6 +266,7 @@ impl Session {
                     conn.owner = Some(self.id);
                 }
                 ctx.shared.metrics.tunnel_opened();
+                ctx.shared.process.tunnel_opened();
                 self.phase = Phase::Tunnel(Tunnel::new(up, &mut self.io, ctx.now));
                 Step::Again
             }
@@ -280,6 +281,11 @@ impl Session {
         let took = ctx.now.saturating_duration_since(ex.started);
         ctx.recorder
             .record(ex.backend_label(), ex.outcome.status, took.as_secs_f64());
+        let second = crate::stats::clock().secs_at(ctx.now);
+        ctx.shared.process.record_request(second);
+        if let (Some(backend), Some(status)) = (&ex.outcome.upstream, ex.outcome.upstream_status) {
+            backend.stats.record_response(second, status, took);
+        }
         if let Some(log) = &ctx.shared.access_log {
             log.send(access_record(ex, self.io.peer.ip(), took));
         }
@@ -369,6 +375,7 @@ impl Session {
             Phase::Tunnel(t) => {
                 upstream_conn::close(ctx.ups, ctx.registry, t.up);
                 ctx.shared.metrics.tunnel_closed();
+                ctx.shared.process.tunnel_closed();
             }
             _ => {}
         }
