@@ -2,6 +2,10 @@
 
 use http::{HeaderMap, HeaderName};
 
+// The integration tests' temp directories, shared rather than copied.
+#[path = "../tests/support/tempdir.rs"]
+pub(crate) mod tempdir;
+
 /// A header map from `(name, value)` pairs, in order, repeats kept.
 pub(crate) fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();

@@ -391,14 +391,13 @@ fn is_encrypted(pem: &[u8]) -> bool {
         .any(|marker| pem.windows(marker.len()).any(|window| window == *marker))
 }
 
-// The integration tests' temp directories and openssl certificate recipe, shared rather than
-// copied.
+// The integration tests' openssl certificate recipe, shared rather than copied; it finds
+// the temp directories as `super::tempdir`.
 #[cfg(test)]
 #[path = "../tests/support/openssl.rs"]
 mod openssl_cli;
 #[cfg(test)]
-#[path = "../tests/support/tempdir.rs"]
-mod tempdir;
+use crate::test_util::tempdir;
 
 #[cfg(test)]
 mod tests {
