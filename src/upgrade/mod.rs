@@ -33,6 +33,13 @@
 //! `shutdown()` on a listener stops it for both: the old process stops accepting by
 //! deregistering and closing its descriptors, never by shutting the sockets down.
 //!
+//! **Wiring.** At start, before binding anything: [`inherit`]. With `Some`, take the
+//! listeners instead of binding (the control listener too: `ControlSocket::bind` would find
+//! the socket in use), start serving, write the pidfile, then [`Inherited::ready`]. On
+//! SIGUSR2: [`start_successor`] with [`current_program`] and our arguments; on `Ok`, stop
+//! accepting, drain, and exit without removing the control socket file or the pidfile; on
+//! `Err`, log it and keep serving.
+//!
 //! **Rendezvous.** A path in a new directory under the temp dir (`$TMPDIR` or `/tmp`),
 //! created with mode 0700, rather than an abstract-namespace name: an abstract socket has no
 //! permissions at all (any process in the network namespace may connect to it, or take the
