@@ -4,7 +4,7 @@ CARGO    ?= cargo
 MUSL     := x86_64-unknown-linux-musl
 BIN      := bin/goaround
 
-.PHONY: all build static test lint demo bench stress fuzz clean help musl-toolchain
+.PHONY: all build static test lint demo bench stress soak fuzz clean help musl-toolchain
 
 all: build
 
@@ -16,6 +16,8 @@ help:
 	@echo "make demo       two fixture backends + goaround on :3000; Ctrl-C stops all"
 	@echo "make bench      wrk through the static binary vs. straight to a backend"
 	@echo "make stress     10,000 idle connections; wrk while backends change, die, and on SIGTERM"
+	@echo "make soak       SOAK_MINUTES (default 30) of wrk while backends change and die, with idle,"
+	@echo "                slow and malformed clients; then lost requests, leaks, counters: PASS/FAIL"
 	@echo "make fuzz       each cargo-fuzz target for FUZZ_SECONDS (default 60)"
 
 build:
@@ -63,6 +65,10 @@ bench: static
 stress: static
 	$(CARGO) build --release --example fixture_backend
 	scripts/stress.sh
+
+soak: static
+	$(CARGO) build --release --example fixture_backend
+	scripts/soak.sh
 
 clean:
 	$(CARGO) clean

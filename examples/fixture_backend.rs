@@ -1,9 +1,16 @@
-//! The integration tests' fixture backend as a program, for `make demo` and `make bench`.
+//! The integration tests' fixture backend as a program, for `make demo`, `make bench`,
+//! `make stress` and `make soak`.
 //!
 //! `fixture_backend --port 9001 --name b1` serves the fixture routes (`/`, `/echo`,
-//! `/bytes/N`, `/health`, ...; see `tests/support/backend.rs`) on `127.0.0.1:PORT` until it
-//! is killed. Port 0 asks the OS; the line `fixture backend NAME listening on ADDR` on stdout
-//! says which port it got. Requests are not recorded, so memory stays flat under a benchmark.
+//! `/bytes/N`, `/health`, `/stats`, ...; see `tests/support/backend.rs`) on
+//! `127.0.0.1:PORT`. Port 0 asks the OS; the line `fixture backend NAME listening on ADDR` on
+//! stdout says which port it got. Requests are not recorded, so memory stays flat under a
+//! benchmark.
+//!
+//! SIGTERM or SIGINT stops it the way a crash would look from outside (the listener and
+//! every open connection closed, responses in progress cut), then prints its final counters
+//! on one line, `fixture backend NAME stopped: requests N health_checks N connections N`,
+//! and exits 0: a script that kills backends can still add up every request they served.
 
 #[path = "../tests/support/backend.rs"]
 mod backend;
@@ -11,6 +18,8 @@ mod backend;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 const USAGE: &str = "usage: fixture_backend [--port PORT] [--name NAME]";
 
@@ -47,6 +56,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before the listener: a SIGTERM right after the "listening" line must print the counts.
+    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("fixture backend {}: cannot handle signals: {e}", args.name);
+            return ExitCode::from(1);
+        }
+    };
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     let backend = match backend::Backend::bind(&args.name, addr) {
         Ok(backend) => backend,
@@ -66,8 +83,11 @@ fn main() -> ExitCode {
     );
     // Scripts wait for this line before they start the proxy.
     let _ = std::io::stdout().flush();
-    // The backend serves on its own threads; this one only keeps the process alive.
-    loop {
-        std::thread::park();
-    }
+    // The backend serves on its own threads; this one waits for a signal to stop it.
+    let _ = signals.forever().next();
+    let name = backend.name().to_owned();
+    let counts = backend.stop_and_count().replace('\n', " ");
+    println!("fixture backend {name} stopped: {}", counts.trim_end());
+    let _ = std::io::stdout().flush();
+    ExitCode::SUCCESS
 }

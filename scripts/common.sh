@@ -1,4 +1,4 @@
-# Sourced by bench.sh and stress.sh: tools, a work directory, process cleanup, log waits.
+# Sourced by bench.sh, stress.sh and soak.sh: tools, a work directory, process cleanup, log waits.
 # Expects NAME (used in temp paths and messages) to be set by the caller.
 
 FIXTURE=${FIXTURE:-target/release/examples/fixture_backend}

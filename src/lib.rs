@@ -3,10 +3,11 @@
 //! `main` parses flags ([`cli`]), validates them ([`config`]) and hands the result to
 //! [`server::run`]. The I/O-free HTTP/1.1 codec lives in [`http1`]; backends, balancing,
 //! health checks and forwarding in [`upstream`]; the `-config` file's locations in
-//! [`routing`]; the control socket and metrics in their own modules. docs/ARCHITECTURE.md describes the threads and why they are shaped so.
+//! [`routing`]; the control socket and metrics in their own modules; handing the listening
+//! sockets to a new binary in [`upgrade`]. docs/ARCHITECTURE.md describes the threads and
+//! why they are shaped so.
 #![forbid(unsafe_code)]
 
-// Not yet called by the event loops; the data-path rewrite wires it in.
 mod access_log;
 pub mod cache;
 pub mod cli;
@@ -21,6 +22,7 @@ pub mod server;
 pub mod stats;
 pub mod status;
 pub mod tls;
+pub mod upgrade;
 pub mod upstream;
 
 #[cfg(test)]

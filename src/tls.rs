@@ -418,8 +418,8 @@ fn is_encrypted(pem: &[u8]) -> bool {
         .any(|marker| pem.windows(marker.len()).any(|window| window == *marker))
 }
 
-// The integration tests' temp directories and openssl certificate recipe, shared rather than
-// copied (the recipe finds the directories as `super::tempdir`).
+// The integration tests' openssl certificate recipe, shared rather than copied; it finds
+// the temp directories as `super::tempdir`.
 #[cfg(test)]
 #[path = "../tests/support/openssl.rs"]
 mod openssl_cli;

@@ -22,9 +22,11 @@
 //! | `/garbage`       | `NOT HTTP AT ALL\r\n\r\n`, then closes                          |
 //! | `/hang`          | never answers (until the backend stops)                         |
 //! | `/health`        | [`Backend::set_health`], or nothing while [`Backend::set_hang_health`] |
+//! | `/stats`         | 200, the counters: `requests N`, `health_checks N`, `connections N` lines |
 //!
 //! HEAD gets the same head as GET and no body. Unknown paths get 404. Every answer carries
-//! `X-Backend: NAME`.
+//! `X-Backend: NAME`. Like `/health`, `/stats` is not counted in `requests` (a script reading
+//! the counters does not change them).
 
 // Each test binary (and the example) uses a different part of the fixture.
 #![allow(dead_code)]
@@ -164,6 +166,12 @@ impl Backend {
         self.shared.connections.load(Ordering::SeqCst)
     }
 
+    /// [`Backend::requests`], [`Backend::health_checks`] and [`Backend::connections`] as
+    /// `/stats` answers them: one `name N` line each.
+    pub fn stats(&self) -> String {
+        self.shared.stats()
+    }
+
     /// Non-health requests between head read and answer written. It drops just after the
     /// client may already have its response: poll it with [`Backend::wait_for`].
     pub fn in_flight(&self) -> usize {
@@ -198,6 +206,13 @@ impl Backend {
     /// see EOF or a reset). Dropping the backend does the same.
     pub fn stop(mut self) {
         self.shut_down();
+    }
+
+    /// Stops like [`Backend::stop`], then returns the final counters as [`Backend::stats`]
+    /// writes them. Final: a request counted later could not be answered any more.
+    pub fn stop_and_count(mut self) -> String {
+        self.shut_down();
+        self.shared.stats()
     }
 
     fn shut_down(&mut self) {
@@ -295,6 +310,16 @@ impl Shared {
 
     fn control(&self) -> MutexGuard<'_, Control> {
         lock(&self.control)
+    }
+
+    /// The counters as `/stats` and [`Backend::stats`] write them.
+    fn stats(&self) -> String {
+        format!(
+            "requests {}\nhealth_checks {}\nconnections {}\n",
+            self.requests.load(Ordering::SeqCst),
+            self.health_checks.load(Ordering::SeqCst),
+            self.connections.load(Ordering::SeqCst)
+        )
     }
 
     fn stopping(&self) -> bool {
@@ -594,7 +619,8 @@ fn serve_request(
     shared: &Shared,
 ) -> io::Result<Next> {
     let is_health = head.path() == "/health";
-    let _in_flight = (!is_health).then(|| InFlight::enter(shared));
+    let is_stats = head.path() == "/stats";
+    let _in_flight = (!is_health && !is_stats).then(|| InFlight::enter(shared));
     if expects_continue(&head) {
         conn.get_ref().write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
     }
@@ -619,6 +645,10 @@ fn serve_request(
     if is_health {
         shared.health_checks.fetch_add(1, Ordering::SeqCst);
         return answer_health(&mut reply, shared);
+    }
+    if is_stats {
+        let stats = shared.stats();
+        return reply.send(200, &[("Content-Type", "text/plain")], stats.as_bytes());
     }
     if shared.record.load(Ordering::Relaxed) {
         let recorded = Recorded {
@@ -987,6 +1017,29 @@ mod tests {
         assert_eq!(input, b"GET");
         let mut short: &[u8] = b"ab";
         assert!(read_body(&mut short, &head).is_err());
+    }
+
+    #[test]
+    fn stats_count_requests_but_not_themselves() {
+        let backend = Backend::start("stats");
+        let get = |path: &str| {
+            let mut conn = TcpStream::connect(backend.addr()).unwrap();
+            let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+            conn.write_all(request.as_bytes()).unwrap();
+            let mut response = String::new();
+            conn.read_to_string(&mut response).unwrap();
+            response
+        };
+        get("/");
+        get("/health");
+        let response = get("/stats");
+        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+        let body = "requests 1\nhealth_checks 1\nconnections 3\n";
+        assert!(response.ends_with(body), "{response}");
+        assert_eq!(
+            backend.stats(),
+            "requests 1\nhealth_checks 1\nconnections 3\n"
+        );
     }
 
     #[test]
