@@ -110,14 +110,38 @@ impl ControlSocket {
         &self.path
     }
 
-    /// Serves connections one after the other until the process exits.
-    pub fn serve(self, routes: &SharedRoutes, health: HealthSettings, metrics: &Arc<Metrics>) {
+    /// Our own descriptor of the same socket (to hand it to a new process).
+    pub fn try_clone_listener(&self) -> io::Result<UnixListener> {
+        self.listener.try_clone()
+    }
+
+    /// The control socket handed over by the process this one replaces: already bound at
+    /// `path`, which must not be removed or bound again.
+    pub fn inherited(listener: UnixListener, path: &Path) -> ControlSocket {
+        ControlSocket {
+            listener,
+            path: path.to_owned(),
+        }
+    }
+
+    /// Serves connections one after the other until `stop` is set.
+    pub fn serve(
+        self,
+        routes: &SharedRoutes,
+        health: HealthSettings,
+        metrics: &Arc<Metrics>,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+    ) {
         let commands = Commands {
             routes,
             health,
             metrics,
         };
-        for stream in self.listener.incoming() {
+        let mut acceptor = match crate::accept::Acceptor::new(self.listener, stop) {
+            Ok(acceptor) => acceptor,
+            Err(e) => return log::error!("control: cannot watch the socket: {e}"),
+        };
+        while let Some(stream) = acceptor.next() {
             match stream {
                 Ok(stream) => {
                     if let Err(e) = commands.session(stream) {

@@ -8,6 +8,7 @@
 //! why they are shaped so.
 #![forbid(unsafe_code)]
 
+mod accept;
 mod access_log;
 pub mod cache;
 pub mod cli;

@@ -417,10 +417,19 @@ const SCRAPE_DEADLINE: Duration = Duration::from_secs(5);
 /// thread, so a stuck one cannot delay the others.
 const MAX_SCRAPES: usize = 16;
 
-/// Serves `/metrics` and `/status` until the process exits.
-pub fn serve(listener: TcpListener, metrics: Arc<Metrics>, sources: Arc<Sources>) {
+/// Serves `/metrics`, `/status` and `/status.json` until `stop` is set.
+pub fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    sources: Arc<Sources>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
     let busy = Arc::new(AtomicUsize::new(0));
-    for stream in listener.incoming() {
+    let mut acceptor = match crate::accept::Acceptor::new(listener, stop) {
+        Ok(acceptor) => acceptor,
+        Err(e) => return log::error!("metrics: cannot watch the listener: {e}"),
+    };
+    while let Some(stream) = acceptor.next() {
         let stream = match stream {
             Ok(stream) => stream,
             Err(e) => {

@@ -34,8 +34,16 @@ use super::Shared;
 use crate::metrics::RequestRecorder;
 use crate::upstream::routes::RoutesView;
 
-const LISTENER: Token = Token(usize::MAX - 1);
 pub(crate) const WAKER: Token = Token(usize::MAX);
+
+/// Token of the loop's listener `i` (a loop may have several after an upgrade to fewer
+/// loops than the sockets it inherited).
+fn listener_token(i: usize) -> Token {
+    Token(usize::MAX - 1 - i)
+}
+
+/// Tokens at or above this are listeners (or the waker).
+const LISTENER_TOKENS: usize = usize::MAX - 1024;
 
 /// Connections accepted per turn, so a burst of new clients cannot starve the others.
 const ACCEPT_BATCH: usize = 64;
@@ -53,9 +61,9 @@ fn client_token(index: usize) -> Token {
 pub(crate) struct EventLoop {
     index: usize,
     poll: Poll,
-    listener: Option<TcpListener>,
-    /// An edge said connections are waiting (cleared when `accept` says `WouldBlock`).
-    listener_ready: bool,
+    /// The loop's listening sockets, and whether an edge said connections wait on each
+    /// (cleared when `accept` says `WouldBlock`).
+    listeners: Vec<(TcpListener, bool)>,
     /// Accepting waits until then (descriptors ran out).
     accept_after: Option<Instant>,
     /// At `-max-conns`: logged once, until a connection closes.
@@ -80,26 +88,23 @@ impl EventLoop {
     pub(crate) fn new(
         index: usize,
         poll: Poll,
-        listener: Option<std::net::TcpListener>,
+        std_listeners: Vec<std::net::TcpListener>,
         mailbox: Arc<Mailbox>,
         inbox: Receiver<Msg>,
         shared: Arc<Shared>,
     ) -> io::Result<EventLoop> {
-        let listener = match listener {
-            Some(std_listener) => {
-                std_listener.set_nonblocking(true)?;
-                let mut listener = TcpListener::from_std(std_listener);
-                poll.registry()
-                    .register(&mut listener, LISTENER, Interest::READABLE)?;
-                Some(listener)
-            }
-            None => None,
-        };
+        let mut listeners = Vec::with_capacity(std_listeners.len());
+        for (i, std_listener) in std_listeners.into_iter().enumerate() {
+            std_listener.set_nonblocking(true)?;
+            let mut listener = TcpListener::from_std(std_listener);
+            poll.registry()
+                .register(&mut listener, listener_token(i), Interest::READABLE)?;
+            listeners.push((listener, true));
+        }
         Ok(EventLoop {
             index,
             poll,
-            listener,
-            listener_ready: true,
+            listeners,
             accept_after: None,
             at_limit: false,
             sessions: Slab::default(),
@@ -136,8 +141,12 @@ impl EventLoop {
             self.now = Instant::now();
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.listener_ready = true,
                     WAKER => {}
+                    Token(t) if t >= LISTENER_TOKENS => {
+                        if let Some(l) = self.listeners.get_mut(usize::MAX - 1 - t) {
+                            l.1 = true;
+                        }
+                    }
                     Token(t) if t % 2 == 0 => self.client_event(t / 2, event),
                     Token(t) => self.upstream_event(t / 2, event),
                 }
@@ -161,7 +170,8 @@ impl EventLoop {
 
     fn poll_timeout(&self, next_sweep: Instant) -> Duration {
         let now = Instant::now();
-        if self.can_accept(now) && self.listener_ready || !self.inbox.is_empty() {
+        let pending = self.listeners.iter().any(|(_, ready)| *ready);
+        if self.can_accept(now) && pending || !self.inbox.is_empty() {
             return Duration::ZERO;
         }
         let next = match self.timers.next() {
@@ -177,51 +187,48 @@ impl EventLoop {
     }
 
     fn can_accept(&self, now: Instant) -> bool {
-        self.listener.is_some()
+        !self.listeners.is_empty()
             && !self.draining
             && self.accept_after.is_none_or(|at| now >= at)
             && self.shared.open.load(Ordering::Acquire) < self.shared.config.max_client_conns
     }
 
     fn accept(&mut self) {
-        if !self.listener_ready || self.listener.is_none() || self.draining {
-            return;
-        }
-        if self.accept_after.is_some_and(|at| self.now < at) {
+        if self.draining || self.accept_after.is_some_and(|at| self.now < at) {
             return;
         }
         self.accept_after = None;
-        for _ in 0..ACCEPT_BATCH {
-            let open = self.shared.open.load(Ordering::Acquire);
-            let max = self.shared.config.max_client_conns;
-            if open >= max {
-                if !self.at_limit {
-                    self.at_limit = true;
-                    log::warn!("not accepting: {open} client connections open (-max-conns {max})");
-                }
-                return;
-            }
-            if self.at_limit {
-                self.at_limit = false;
-                log::info!("accepting again");
-            }
-            let Some(listener) = &self.listener else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, peer)) => self.add_session(stream, peer, false),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.listener_ready = false;
+        let mut budget = ACCEPT_BATCH;
+        for i in 0..self.listeners.len() {
+            while self.listeners[i].1 && budget > 0 {
+                let open = self.shared.open.load(Ordering::Acquire);
+                let max = self.shared.config.max_client_conns;
+                if open >= max {
+                    if !self.at_limit {
+                        self.at_limit = true;
+                        log::warn!(
+                            "not accepting: {open} client connections open (-max-conns {max})"
+                        );
+                    }
                     return;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if upstream_conn::is_local_exhaustion(&e) => {
-                    log::warn!("accept: {e}; pausing for {ACCEPT_BACKOFF:?}");
-                    self.accept_after = Some(self.now + ACCEPT_BACKOFF);
-                    return;
+                if self.at_limit {
+                    self.at_limit = false;
+                    log::info!("accepting again");
                 }
-                // A client that reset before we accepted it, and the like.
-                Err(e) => log::debug!("accept: {e}"),
+                budget -= 1;
+                match self.listeners[i].0.accept() {
+                    Ok((stream, peer)) => self.add_session(stream, peer, false),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.listeners[i].1 = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if upstream_conn::is_local_exhaustion(&e) => {
+                        log::warn!("accept: {e}; pausing for {ACCEPT_BACKOFF:?}");
+                        self.accept_after = Some(self.now + ACCEPT_BACKOFF);
+                        return;
+                    }
+                    // A client that reset before we accepted it, and the like.
+                    Err(e) => log::debug!("accept: {e}"),
+                }
             }
         }
     }
@@ -464,16 +471,19 @@ impl EventLoop {
         if take_backlog {
             // Connections the kernel already accepted would be reset when the listener
             // closes: they get their first request answered instead.
-            while let Some(listener) = &self.listener {
-                match listener.accept() {
-                    Ok((stream, peer)) => taken.push((stream, peer)),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
+            for (listener, _) in &self.listeners {
+                loop {
+                    match listener.accept() {
+                        Ok((stream, peer)) => taken.push((stream, peer)),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => break,
+                    }
                 }
             }
         }
         self.draining = true;
-        if let Some(mut listener) = self.listener.take() {
+        // Our descriptors only: after an upgrade the sockets live on in the new process.
+        for (mut listener, _) in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         if !taken.is_empty() {

@@ -31,6 +31,12 @@ pub(crate) fn bind_group(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpLi
     Ok(group)
 }
 
+/// One more listener in the group already listening on `addr` (a loop that inherited no
+/// listener from the process it replaces).
+pub(crate) fn join_group(addr: SocketAddr) -> io::Result<TcpListener> {
+    socket(addr, true).map(TcpListener::from)
+}
+
 /// A listening socket on `addr`; non-blocking, as the loops use it.
 fn socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;

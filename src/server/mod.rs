@@ -1,12 +1,11 @@
 //! The client side: the event loops that own every connection, and the process lifecycle.
 //!
-//! [`run`] binds every socket first (so a port in use is a start-up error, not a log line),
-//! then starts the threads: `-workers` event loops (`event_loop`), each with its own
-//! listening socket on the client port and its own connections, one health thread per
-//! backend, the control socket and the metrics listener. The calling thread waits for
-//! signals: SIGHUP reloads the TLS certificate; SIGTERM/SIGINT drain (stop accepting, let
-//! in-flight requests finish for up to `-shutdown-timeout`, remove the control socket) and
-//! return.
+//! [`run`] binds every socket first, or takes them over from the goaround it replaces (so a
+//! port in use is a start-up error, not a log line), then starts the threads: `-workers`
+//! event loops (`event_loop`), each with its own listening socket on the client port and
+//! its own connections, one health thread per checked backend, the control socket and the
+//! metrics listener. The calling thread then acts on signals (`lifecycle`): reloads,
+//! upgrades, and the drain before exit.
 //!
 //! | file | owns |
 //! |---|---|
@@ -16,17 +15,21 @@
 //! | `transport.rs` | a non-blocking stream, plain or TLS (client and server side) |
 //! | `mailbox.rs` | messages from other threads to a loop, and its waker |
 //! | `caching.rs` | the loop's side of the GET cache |
-//! | `listen.rs`, `nofile.rs` | the `SO_REUSEPORT` listener group; the open-files limit |
+//! | `lifecycle.rs` | signals: reload, reopen, upgrade, drain |
+//! | `sockets.rs`, `listen.rs` | the listening sockets, bound or inherited; the `SO_REUSEPORT` group |
+//! | `nofile.rs` | the open-files limit |
 //! | `buffer.rs`, `slab.rs`, `timers.rs` | fixed buffers, connection slabs, deadlines |
 
 mod buffer;
 mod caching;
 mod event_loop;
+mod lifecycle;
 mod listen;
 mod mailbox;
 mod nofile;
 pub(crate) mod session;
 mod slab;
+mod sockets;
 mod timers;
 mod transport;
 mod upstream_conn;
@@ -35,21 +38,22 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
 
 use mio::{Poll, Waker};
 
 use crate::access_log::{AccessLog, Destination, LogFormat};
 use crate::cache::Cache;
 use crate::config::Config;
-use crate::control::ControlSocket;
 use crate::metrics::{self, Metrics};
 use crate::stats::ProcessStats;
 use crate::tls::{self, ReloadableConfig, TlsError};
+use crate::upgrade::{self, Inherited};
 use crate::upstream::health::{self, HealthSettings};
 use crate::upstream::routes::{self, FlagBackends, Reload, SharedRoutes};
 use event_loop::EventLoop;
-use mailbox::{Mailbox, Msg};
+use lifecycle::{LoopHandle, Running};
+use mailbox::Mailbox;
+use sockets::Sockets;
 
 /// Stack size of event-loop threads: they hold no large arrays (buffers are on the heap).
 const LOOP_STACK: usize = 512 * 1024;
@@ -81,6 +85,11 @@ impl Shared {
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }
+
+    /// From now on every answer says `Connection: close`.
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+    }
 }
 
 /// Why goaround could not start.
@@ -94,6 +103,8 @@ pub enum StartError {
     Tls(TlsError),
     /// The access log could not be opened (the message names the file).
     AccessLog(String),
+    /// Taking over the sockets of the process this one replaces failed.
+    Inherit(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -106,26 +117,48 @@ impl std::fmt::Display for StartError {
             Self::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
             Self::Tls(e) => write!(f, "{e}"),
             Self::AccessLog(e) => write!(f, "{e}"),
+            Self::Inherit(e) => write!(f, "{e}"),
         }
     }
 }
 
 impl std::error::Error for StartError {}
 
-/// A running loop, as the main thread sees it.
-struct LoopHandle {
-    mailbox: Arc<Mailbox>,
-    thread: thread::JoinHandle<()>,
+/// Runs the load balancer until SIGTERM or SIGINT (or until a new binary took over after
+/// SIGUSR2); returns after the drain.
+pub fn run(config: Config) -> Result<(), StartError> {
+    // Signals first: a SIGTERM during start-up must not kill the process half-way.
+    let signals = lifecycle::signals().map_err(StartError::Signals)?;
+    // A goaround started by another for an upgrade takes its sockets instead of binding.
+    let mut inherited = upgrade::inherit().map_err(|e| StartError::Inherit(e.to_string()))?;
+    match start(config, inherited.as_mut()) {
+        Ok(running) => {
+            if let Some(path) = &running.shared.config.pidfile {
+                if let Err(e) = upgrade::write_pidfile(path) {
+                    log::error!("{e}");
+                }
+            }
+            if let Some(inherited) = inherited {
+                let parent = inherited.parent_pid();
+                match inherited.ready() {
+                    Ok(()) => log::info!("upgrade: took over from process {parent}"),
+                    Err(e) => log::warn!("upgrade: telling process {parent}: {e}"),
+                }
+            }
+            running.wait(signals);
+            Ok(())
+        }
+        Err(e) => {
+            if let Some(inherited) = inherited {
+                inherited.abort(&e.to_string());
+            }
+            Err(e)
+        }
+    }
 }
 
-/// Runs the load balancer until SIGTERM or SIGINT; returns after the drain.
-pub fn run(config: Config) -> Result<(), StartError> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
-
-    // Signals first: a SIGTERM during start-up must not kill the process half-way.
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])
-        .map_err(StartError::Signals)?;
-
+/// Opens everything and starts every thread; the process serves when this returns.
+fn start(config: Config, inherited: Option<&mut Inherited>) -> Result<Running, StartError> {
     // Certificates before sockets: a bad file is a start-up error naming the file.
     let tls = match &config.tls {
         Some(files) => Some(Arc::new(
@@ -139,14 +172,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         tls::backend_client_config(config.backend_ca.as_deref()).map_err(StartError::Tls)?;
 
     let open_files = nofile::raise_open_files_limit();
-    let listen_addr = SocketAddr::new(config.bind, config.port);
-    let listeners = listen::bind_group(listen_addr, config.workers)
-        .map_err(|e| StartError::Listen(listen_addr, e))?;
-    let metrics_addr = SocketAddr::new(config.bind, config.metrics_port);
-    let metrics_listener =
-        TcpListener::bind(metrics_addr).map_err(|e| StartError::Metrics(metrics_addr, e))?;
-    let control = ControlSocket::bind(&config.socket).map_err(StartError::Control)?;
-
+    let sockets = Sockets::open(&config, inherited)?;
     let (access_log, access_writer) = match &config.access_log {
         Some((path, format)) => {
             let format = LogFormat::from_flag(format).unwrap_or_default();
@@ -161,13 +187,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
         metrics.count_access_log_drops(writer.dropped_lines());
     }
     let cache = config.cache.map(|c| Arc::new(Cache::new(c)));
-    let health_settings = HealthSettings {
+    let health = HealthSettings {
         interval: config.health_interval,
         timeout: config.health_timeout,
         tls: health_tls,
     };
     let (initial, reload) = routes::build(&config.file, &flag_backends(&config), None);
-    start_health_checks(&reload, &health_settings, &metrics);
+    start_health_checks(&reload, &health, &metrics);
 
     let shared = Arc::new(Shared {
         config,
@@ -183,12 +209,19 @@ pub fn run(config: Config) -> Result<(), StartError> {
         shutting_down: AtomicBool::new(false),
     });
 
-    let local = listeners
+    let Sockets {
+        per_loop,
+        metrics: metrics_listener,
+        control,
+        handover,
+    } = sockets;
+    let local = per_loop
         .first()
-        .and_then(|l| l.local_addr().ok())
-        .unwrap_or(listen_addr);
-    let metrics_local = metrics_listener.local_addr().unwrap_or(metrics_addr);
-    let loops = start_loops(listeners, &shared)?;
+        .and_then(|group| group.first())
+        .and_then(|l| l.local_addr().ok());
+    let metrics_local = metrics_listener.local_addr().ok();
+    let loops = start_loops(per_loop, &shared)?;
+    let stop_threads = Arc::new(AtomicBool::new(false));
     {
         let sources = Arc::new(crate::status::Sources {
             routes: Arc::clone(&shared.routes),
@@ -196,29 +229,52 @@ pub fn run(config: Config) -> Result<(), StartError> {
             cache,
             flags: std::env::args().skip(1).collect(),
         });
-        let metrics = Arc::clone(&metrics);
+        let (metrics, stop) = (Arc::clone(&metrics), Arc::clone(&stop_threads));
         thread::Builder::new()
             .name("metrics".into())
-            .spawn(move || metrics::serve(metrics_listener, metrics, sources))
+            .spawn(move || metrics::serve(metrics_listener, metrics, sources, stop))
             .map_err(StartError::Thread)?;
     }
     let socket_path = control.path().to_owned();
     {
-        let (routes, metrics, health) = (
+        let (routes, metrics, health, stop) = (
             Arc::clone(&shared.routes),
             Arc::clone(&metrics),
-            health_settings.clone(),
+            health.clone(),
+            Arc::clone(&stop_threads),
         );
         thread::Builder::new()
             .name("control".into())
-            .spawn(move || control.serve(&routes, health, &metrics))
+            .spawn(move || control.serve(&routes, health, &metrics, stop))
             .map_err(StartError::Thread)?;
     }
+    log_start(&shared, local, metrics_local, &socket_path, open_files);
+    Ok(Running {
+        shared,
+        loops,
+        health,
+        metrics,
+        access_writer,
+        socket_path,
+        handover: Arc::new(handover),
+        stop_threads,
+    })
+}
 
+/// The start-up lines (the first two are what scripts and tests wait for).
+fn log_start(
+    shared: &Shared,
+    local: Option<SocketAddr>,
+    metrics_local: Option<SocketAddr>,
+    socket_path: &std::path::Path,
+    open_files: Option<u64>,
+) {
+    let local = local.map_or_else(|| "?".to_owned(), |a| a.to_string());
     match &shared.tls {
         Some(tls) => log::info!("listening on {local} (TLS, {})", tls.files().cert.display()),
         None => log::info!("listening on {local}"),
     }
+    let metrics_local = metrics_local.map_or_else(|| "?".to_owned(), |a| a.to_string());
     log::info!("metrics on {metrics_local}");
     log::info!(
         "{} backends, -n {} in flight each, {} event loops, control socket {}",
@@ -229,15 +285,15 @@ pub fn run(config: Config) -> Result<(), StartError> {
     );
     if let Some(path) = &shared.config.config_file {
         let routes = shared.routes.current();
+        let servers: usize = routes
+            .upstreams
+            .iter()
+            .map(|u| u.set.snapshot().len())
+            .sum();
         log::info!(
-            "config {}: {} upstreams, {} servers",
+            "config {}: {} upstreams, {servers} servers",
             path.display(),
-            routes.upstreams.len(),
-            routes
-                .upstreams
-                .iter()
-                .map(|u| u.set.snapshot().len())
-                .sum::<usize>()
+            routes.upstreams.len()
         );
     }
     match open_files {
@@ -247,80 +303,22 @@ pub fn run(config: Config) -> Result<(), StartError> {
         ),
         None => log::info!("open files limit: unlimited"),
     }
-
-    let mut signal = SIGTERM;
-    for received in signals.forever() {
-        if received == SIGUSR1 {
-            match &access_writer {
-                Some(writer) => writer.reopen(),
-                None => log::info!("SIGUSR1: no access log to reopen"),
-            }
-            continue;
-        }
-        if received == SIGHUP {
-            if shared.tls.is_some() || shared.config.config_file.is_none() {
-                reload_tls(shared.tls.as_deref());
-            }
-            reload_config(&shared, &health_settings, &metrics);
-            continue;
-        }
-        signal = received;
-        break;
-    }
-    log::info!(
-        "received {}, draining for up to {:?}",
-        if signal == SIGINT {
-            "SIGINT"
-        } else {
-            "SIGTERM"
-        },
-        shared.config.shutdown_timeout
-    );
-    shared.shutting_down.store(true, Ordering::Release);
-    let deadline = Instant::now() + shared.config.shutdown_timeout;
-    for l in &loops {
-        l.mailbox.send(Msg::Drain { take_backlog: true });
-    }
-    // Loops end when their last connection does. A second SIGTERM/SIGINT ends the wait at
-    // once (an operator pressing Ctrl-C twice).
-    while loops.iter().any(|l| !l.thread.is_finished()) && Instant::now() < deadline {
-        if signals.pending().any(|s| s == SIGTERM || s == SIGINT) {
-            log::warn!("second signal: exiting without waiting for in-flight requests");
-            break;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    let busy = shared.open.load(Ordering::Acquire);
-    if busy > 0 && Instant::now() >= deadline {
-        log::warn!("{busy} connections still open after the shutdown timeout; exiting anyway");
-    }
-    if let Some(writer) = access_writer {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if !writer.close(left.max(Duration::from_millis(500))) {
-            log::warn!("access log: lines still queued at exit were not written");
-        }
-    }
-    if let Err(e) = std::fs::remove_file(&socket_path) {
-        log::warn!("removing {}: {e}", socket_path.display());
-    }
-    log::info!("stopped");
-    Ok(())
 }
 
-/// Starts one event loop per listener.
+/// Starts one event loop per group of listeners.
 fn start_loops(
-    listeners: Vec<TcpListener>,
+    per_loop: Vec<Vec<TcpListener>>,
     shared: &Arc<Shared>,
 ) -> Result<Vec<LoopHandle>, StartError> {
-    let mut loops = Vec::with_capacity(listeners.len());
-    for (index, listener) in listeners.into_iter().enumerate() {
+    let mut loops = Vec::with_capacity(per_loop.len());
+    for (index, listeners) in per_loop.into_iter().enumerate() {
         let poll = Poll::new().map_err(StartError::Thread)?;
         let waker = Waker::new(poll.registry(), event_loop::WAKER).map_err(StartError::Thread)?;
         let (mailbox, inbox) = Mailbox::new(waker);
         let event_loop = EventLoop::new(
             index,
             poll,
-            Some(listener),
+            listeners,
             Arc::clone(&mailbox),
             inbox,
             Arc::clone(shared),
@@ -360,7 +358,7 @@ fn start_health_checks(reload: &Reload, settings: &HealthSettings, metrics: &Arc
 /// SIGHUP: re-reads the `-config` file. A valid one replaces the routes and upstreams at
 /// once (requests in flight finish where they are; servers present in both keep their
 /// state); an invalid one is logged and changes nothing.
-fn reload_config(shared: &Shared, settings: &HealthSettings, metrics: &Arc<Metrics>) {
+pub(crate) fn reload_config(shared: &Shared, settings: &HealthSettings, metrics: &Arc<Metrics>) {
     let Some(path) = &shared.config.config_file else {
         return;
     };
@@ -392,7 +390,7 @@ fn reload_config(shared: &Shared, settings: &HealthSettings, metrics: &Arc<Metri
 
 /// SIGHUP: new handshakes use the certificate and key now in the files; connections already
 /// open keep theirs. A bad file leaves the old pair in place.
-fn reload_tls(tls: Option<&ReloadableConfig>) {
+pub(crate) fn reload_tls(tls: Option<&ReloadableConfig>) {
     let Some(tls) = tls else {
         log::info!("SIGHUP: no TLS configured, nothing to reload");
         return;
