@@ -4,6 +4,7 @@
 #
 #   SOAK_MINUTES [30]   SOAK_SECONDS [SOAK_MINUTES * 60] overrides, for short runs
 #   CONNS [32] THREADS [2]  wrk, GET / for the whole run     HANDLES [8] goaround -n
+#   WORKERS [2] goaround -workers (event loops; each keeps its own idle backend connections)
 #   SWAP_EVERY [2]   s: the backend set is replaced over the control socket (subsets of 3)
 #   FAULT_EVERY [60; a third of the run when shorter than 3 min] s: one backend is stopped
 #                    (SIGTERM: its listener and connections close, as in a crash) and
@@ -26,6 +27,7 @@ SOAK=${SOAK_SECONDS:-$((SOAK_MINUTES * 60))}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-2}
 HANDLES=${HANDLES:-8}
+WORKERS=${WORKERS:-2}
 SWAP_EVERY=${SWAP_EVERY:-2}
 FAULT_EVERY=${FAULT_EVERY:-$((SOAK >= 180 ? 60 : (SOAK / 3 > 1 ? SOAK / 3 : 1)))}
 DOWN_FOR=${DOWN_FOR:-3}
@@ -117,7 +119,7 @@ echo "== soak: ${SOAK}s; wrk -t$THREADS -c$CONNS GET /; set replaced every ${SWA
 echo "   $IDLE idle, $SLOW slow clients, $BAD_RATE malformed requests/s; samples every ${SAMPLE_EVERY}s"
 for n in "${NAMES[@]}"; do start_backend "$n"; done
 RUST_LOG=warn,goaround::server=info "$GOAROUND" -p 0 -bind 127.0.0.1 -prometheus-port 0 \
-  -socket "$W/goaround.sock" -n "$HANDLES" -health-interval 1s \
+  -socket "$W/goaround.sock" -n "$HANDLES" -workers "$WORKERS" -health-interval 1s \
   -b "${URL[a]}" -b "${URL[b]}" -b "${URL[c]}" 2>"$W/goaround.log" &
 GA_PID=$!
 PIDS+=($GA_PID)
@@ -317,9 +319,10 @@ check "$(awk -v a="$ref_rss" -v b="$end_rss" 'BEGIN { print (b <= a * 1.05) ? 1 
   "RSS at the end of the load $((end_rss / 1024)) MiB vs t=${ref_t}s (first sample after ${WARMUP}s) $((ref_rss / 1024)) MiB: ${growth}% (at most +5%)"
 read -r _ _ _ threads fds _ clients backend other < <(grep '^after ' "$SAMPLES")
 check $((threads <= base_threads)) "threads after the clients left: $threads (baseline $base_threads)"
-pool=$((3 * (HANDLES + 1)))
+# Each event loop keeps its own idle connections to a backend, at most -n of them.
+pool=$((3 * (WORKERS * HANDLES + 1)))
 check $((fds - backend <= base_fds - base_backend && backend <= pool)) \
-  "descriptors after the clients left: $((fds - backend)) + $backend to backends (baseline $((base_fds - base_backend)) + $base_backend; backend connections at most $pool = 3 x (-n + 1 for health checks))"
+  "descriptors after the clients left: $((fds - backend)) + $backend to backends (baseline $((base_fds - base_backend)) + $base_backend; backend connections at most $pool = 3 x (-workers x -n + 1 for health checks))"
 
 echo
 ga_total=$(metric_sum "$METRICS_TEXT" goaround_requests_total)
