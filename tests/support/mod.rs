@@ -4,8 +4,8 @@
 //! a fresh temp dir per run (control socket path), the child's output (collected on
 //! background threads and searchable), and readiness: the proxy and metrics addresses are
 //! parsed from the startup log and healthy backends are polled on `/metrics`. The fixture
-//! backend lives in [`backend`], the raw HTTP client in [`client`], headless Chromium in
-//! [`browser`].
+//! backend lives in [`backend`], the raw HTTP client in [`client`], the WebSocket echo backend
+//! and client in [`ws`], headless Chromium in [`browser`].
 //!
 //! Readiness is polled with short sleeps between checks, never assumed after a fixed delay.
 
@@ -18,6 +18,7 @@ pub mod client;
 pub mod openssl;
 pub mod scripted;
 pub mod tempdir;
+pub mod ws;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr};
@@ -218,6 +219,17 @@ impl Goaround {
     /// `goaround_backends_up` or `name{label="value"}`.
     pub fn metric(&self, series: &str) -> Option<f64> {
         metric_value(&self.metrics(), series)
+    }
+
+    /// Polls `/metrics` until `series` has value `want`; returns the last value seen, which
+    /// is not `Some(want)` when `timeout` passed first.
+    pub fn wait_metric(&self, series: &str, want: f64, timeout: Duration) -> Option<f64> {
+        let mut last = None;
+        wait_until(timeout, || {
+            last = self.metric(series);
+            last == Some(want)
+        });
+        last
     }
 
     /// Polls `/metrics` until `goaround_backends_up` equals `n`; false after `timeout`.
