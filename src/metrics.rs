@@ -415,7 +415,7 @@ const SCRAPE_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Scrapes served at once; more wait in the kernel's backlog. Each has its own short-lived
 /// thread, so a stuck one cannot delay the others.
-const MAX_SCRAPES: usize = 16;
+const MAX_SCRAPES: usize = 64;
 
 /// Serves `/metrics`, `/status` and `/status.json` until `stop` is set.
 pub fn serve(

@@ -80,8 +80,6 @@ fn every_backend_refusing_is_tried_once_each_then_502() {
 /// README: `goaround_retries_total` counts "every extra attempt". Three backends refusing
 /// make three attempts, two of them extra.
 #[test]
-#[ignore = "Exchange::fail (src/server/session/exchange.rs) counts a retry on Next::OtherBackend \
-            before acquire finds that no backend is left, so the last refusal counts one too many"]
 fn retries_total_counts_no_retry_when_no_backend_is_left_to_try() {
     let (a, b, c) = (
         Backend::start("a"),

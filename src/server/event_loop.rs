@@ -25,7 +25,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::buffer::BufferPool;
 use super::mailbox::{Mailbox, Msg};
-use super::session::{Ctx, Session, Status};
+use super::session::{Ctx, Session, Status, TURN_BUDGET};
 use super::slab::{Id, Slab};
 use super::timers::Timers;
 use super::transport::Transport;
@@ -77,6 +77,8 @@ pub(crate) struct EventLoop {
     mailbox: Arc<Mailbox>,
     inbox: Receiver<Msg>,
     waits: HashMap<u64, Id>,
+    /// Sessions that used up their turn with work left: driven again next turn.
+    again: Vec<Id>,
     recorder: RequestRecorder,
     routes: RoutesView,
     shared: Arc<Shared>,
@@ -116,6 +118,7 @@ impl EventLoop {
             mailbox,
             inbox,
             waits: HashMap::new(),
+            again: Vec::new(),
             recorder: RequestRecorder::new(Arc::clone(&shared.metrics)),
             routes: RoutesView::new(&shared.routes),
             shared,
@@ -152,6 +155,7 @@ impl EventLoop {
                 }
             }
             self.read_mailbox();
+            self.drive_again();
             self.fire_timers();
             if self.now >= next_sweep {
                 self.sweep();
@@ -171,7 +175,7 @@ impl EventLoop {
     fn poll_timeout(&self, next_sweep: Instant) -> Duration {
         let now = Instant::now();
         let pending = self.listeners.iter().any(|(_, ready)| *ready);
-        if self.can_accept(now) && pending || !self.inbox.is_empty() {
+        if self.can_accept(now) && pending || !self.inbox.is_empty() || !self.again.is_empty() {
             return Duration::ZERO;
         }
         let next = match self.timers.next() {
@@ -354,6 +358,16 @@ impl EventLoop {
         }
     }
 
+    /// Sessions that yielded last turn go on where they stopped (their sockets are still
+    /// ready, and edge-triggered events will not say so again).
+    fn drive_again(&mut self) {
+        for id in std::mem::take(&mut self.again) {
+            if self.sessions.get_by_id(id).is_some() {
+                self.drive(id.index, |s, ctx| s.drive(ctx));
+            }
+        }
+    }
+
     fn fire_timers(&mut self) {
         while let Some((at, id)) = self.timers.pop_due(self.now) {
             let Some(session) = self.sessions.get_by_id(id) else {
@@ -386,8 +400,14 @@ impl EventLoop {
             waits: &mut self.waits,
             now: self.now,
             draining: self.draining,
+            budget: TURN_BUDGET,
+            yielded: false,
         };
-        let status = match catch_unwind(AssertUnwindSafe(|| f(session, &mut ctx))) {
+        let result = catch_unwind(AssertUnwindSafe(|| f(session, &mut ctx)));
+        if ctx.yielded {
+            self.again.push(session.id);
+        }
+        let status = match result {
             Ok(status) => status,
             Err(panic) => {
                 let what = panic
@@ -437,6 +457,8 @@ impl EventLoop {
             waits: &mut self.waits,
             now: self.now,
             draining: self.draining,
+            budget: TURN_BUDGET,
+            yielded: false,
         };
         if catch_unwind(AssertUnwindSafe(|| session.close(&mut ctx))).is_err() {
             log::error!(

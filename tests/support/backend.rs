@@ -620,7 +620,7 @@ fn serve_request(
 ) -> io::Result<Next> {
     let is_health = head.path() == "/health";
     let is_stats = head.path() == "/stats";
-    let _in_flight = (!is_health && !is_stats).then(|| InFlight::enter(shared));
+    let in_flight = (!is_health && !is_stats).then(|| InFlight::enter(shared));
     if expects_continue(&head) {
         conn.get_ref().write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
     }
@@ -642,6 +642,7 @@ fn serve_request(
         head.method == "HEAD",
         head.next(),
     );
+    reply.in_flight = in_flight;
     if is_health {
         shared.health_checks.fetch_add(1, Ordering::SeqCst);
         return answer_health(&mut reply, shared);
@@ -751,6 +752,9 @@ fn route(
 
 /// Writes one response on a connection.
 struct Reply<'a> {
+    /// The request counts as in flight until its answer's last write starts: a proxy that
+    /// has the whole answer may send the next request before this thread gets to return.
+    in_flight: Option<InFlight<'a>>,
     stream: &'a TcpStream,
     /// Sent as `X-Backend` on every answer, so a test knows who served any route.
     backend: &'a str,
@@ -761,6 +765,7 @@ struct Reply<'a> {
 impl<'a> Reply<'a> {
     fn new(stream: &'a TcpStream, backend: &'a str, head_only: bool, next: Next) -> Reply<'a> {
         Reply {
+            in_flight: None,
             stream,
             backend,
             head_only,
@@ -798,6 +803,7 @@ impl<'a> Reply<'a> {
         if !self.head_only && !bodiless {
             out.extend_from_slice(body);
         }
+        drop(self.in_flight.take());
         self.raw(&out)?;
         Ok(self.next)
     }

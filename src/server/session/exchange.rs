@@ -383,6 +383,9 @@ impl Exchange {
     }
 
     fn got_slot(&mut self, io: &mut ClientIo, ctx: &mut Ctx<'_>, slot: Slot) -> Progress {
+        if !self.tried.is_empty() {
+            ctx.shared.metrics.retry();
+        }
         self.outcome.backend = Some(Arc::clone(slot.backend()));
         self.outcome.upstream = Some(Arc::clone(slot.backend()));
         self.slot = Some(slot);
@@ -500,7 +503,7 @@ impl Exchange {
                     keep_alive: self.answer_keep_alive && self.body.is_done(),
                 };
             }
-            if !moved {
+            if !moved || !ctx.spend() {
                 return Progress::Wait;
             }
         }
@@ -900,7 +903,8 @@ impl Exchange {
                     "{method} {target} -> {}: {why}; trying another backend",
                     backend.url
                 );
-                ctx.shared.metrics.retry();
+                // Counted as a retry once another backend's slot is had (`got_slot`): with
+                // none left, this failure was the last attempt.
                 self.tried.push(backend.id);
                 drop(slot);
                 self.step = Step::Acquire;

@@ -63,6 +63,26 @@ pub(crate) struct Ctx<'a> {
     pub now: Instant,
     /// The loop is draining: no new request on a kept-alive connection.
     pub draining: bool,
+    /// Rounds of relaying a session may do in this turn of the loop; when they run out it
+    /// stops with [`Ctx::yielded`] set and the loop comes back to it after the others.
+    pub budget: usize,
+    pub yielded: bool,
+}
+
+/// Rounds of relaying (each up to a buffer, 64 KiB) one connection gets per turn of its
+/// loop, so a fast download cannot keep the loop from its other connections.
+pub(crate) const TURN_BUDGET: usize = 16;
+
+impl Ctx<'_> {
+    /// Spends one round; false (and the session yields) when none is left.
+    pub(crate) fn spend(&mut self) -> bool {
+        if self.budget == 0 {
+            self.yielded = true;
+            return false;
+        }
+        self.budget -= 1;
+        true
+    }
 }
 
 enum Phase {
@@ -301,7 +321,16 @@ impl Session {
             Phase::Idle if self.head_started => Some(self.since + config.header_timeout),
             Phase::Idle => Some(self.since + config.idle_timeout),
             Phase::Exchange(ex) => ex.deadline(&self.io, config),
-            Phase::Tunnel(t) => Some(t.last_activity + config.tunnel_idle_timeout),
+            Phase::Tunnel(t) => {
+                let idle = t.last_activity + config.tunnel_idle_timeout;
+                // A client that stops reading what the backend sends is cut at
+                // -write-timeout, as in any exchange.
+                if self.io.out_pending() && !self.io.writable {
+                    Some(idle.min(self.io.out_progress + config.write_timeout))
+                } else {
+                    Some(idle)
+                }
+            }
             Phase::Closing => Some(self.io.out_progress + config.write_timeout),
         }
     }
@@ -322,7 +351,11 @@ impl Session {
             }
             Phase::Idle | Phase::Closing => Status::Closed,
             Phase::Tunnel(_) => {
-                log::debug!("{}: tunnel idle; closed", self.io.peer);
+                if self.io.out_pending() && !self.io.writable {
+                    log::debug!("{}: tunnel client not reading; closed", self.io.peer);
+                } else {
+                    log::debug!("{}: tunnel idle; closed", self.io.peer);
+                }
                 Status::Closed
             }
             Phase::Exchange(ex) => {

@@ -115,9 +115,11 @@ impl Tunnel {
             if self.up_closed && !io.out_pending() {
                 return Pumped::Closed;
             }
-            if moved {
-                self.last_activity = ctx.now;
-            } else {
+            if !moved {
+                return Pumped::Open;
+            }
+            self.last_activity = ctx.now;
+            if !ctx.spend() {
                 return Pumped::Open;
             }
         }
