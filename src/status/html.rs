@@ -129,13 +129,7 @@ fn totals(h: &mut Html, t: &ProcessTotals, s: &StatusSnapshot) {
         &count(t.client_connections),
         "open now",
     );
-    tile(
-        h,
-        "tile",
-        "Tunnels",
-        &count(t.tunnels),
-        "WebSocket, CONNECT",
-    );
+    tile(h, "tile", "Tunnels", &count(t.tunnels), "WebSocket");
     match &t.cache {
         Some(c) => {
             let lookups = format!("{} hits · {} misses", count(c.hits), count(c.misses));

@@ -114,7 +114,7 @@
       tile("tile", "Requests/s", rate(t.rps_10s), "last 10 s"),
       tile("tile", "Requests", count(t.requests), "since start"),
       tile("tile", "Connections", count(t.client_connections), "open now"),
-      tile("tile", "Tunnels", count(t.tunnels), "WebSocket, CONNECT")
+      tile("tile", "Tunnels", count(t.tunnels), "WebSocket")
     ];
     if (t.cache) {
       var c = t.cache;

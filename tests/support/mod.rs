@@ -69,6 +69,8 @@ pub struct Goaround {
 pub struct GoaroundBuilder {
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    /// A program (and its arguments) that runs the binary: `prefix... BIN args...`.
+    launcher: Vec<String>,
 }
 
 impl GoaroundBuilder {
@@ -91,6 +93,13 @@ impl GoaroundBuilder {
         self
     }
 
+    /// Runs the binary through `prefix` (`prefix... BIN args...`); it must `exec` the binary
+    /// so that the pid stays the binary's.
+    pub fn launcher<S: AsRef<str>>(mut self, prefix: &[S]) -> Self {
+        self.launcher = prefix.iter().map(|a| a.as_ref().to_owned()).collect();
+        self
+    }
+
     /// Sets an environment variable of the child (`RUST_LOG` here replaces the default).
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.envs.push((key.into(), value.into()));
@@ -106,7 +115,14 @@ impl GoaroundBuilder {
             None => temp_dir.join("goaround.sock"),
         };
         let args = with_test_defaults(self.args, &socket_path);
-        let mut command = Command::new(BIN);
+        let mut command = match self.launcher.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(BIN);
+                command
+            }
+            None => Command::new(BIN),
+        };
         command.args(&args).env("RUST_LOG", "debug");
         command.envs(self.envs.iter().map(|(k, v)| (k, v)));
         command
