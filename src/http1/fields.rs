@@ -67,6 +67,47 @@ pub(crate) fn connection_lists(fields: &[httparse::Header<'_>], token: &str) -> 
         .any(|f| list_contains(f.value, token))
 }
 
+/// The `Connection` fields of one head, found once: asking whether they list a field name,
+/// as the head writers do for every field, then looks at those values only.
+pub(crate) struct ConnectionFields<'h> {
+    values: [&'h [u8]; 4],
+    len: usize,
+    /// More `Connection` fields than kept: ask the whole head.
+    all: Option<&'h [httparse::Header<'h>]>,
+}
+
+impl<'h> ConnectionFields<'h> {
+    pub(crate) fn of(fields: &'h [httparse::Header<'h>]) -> ConnectionFields<'h> {
+        let mut found = ConnectionFields {
+            values: [&[]; 4],
+            len: 0,
+            all: None,
+        };
+        for f in fields
+            .iter()
+            .filter(|f| f.name.eq_ignore_ascii_case("connection"))
+        {
+            if found.len == found.values.len() {
+                found.all = Some(fields);
+                break;
+            }
+            found.values[found.len] = f.value;
+            found.len += 1;
+        }
+        found
+    }
+
+    /// Whether one of them lists `token` (any case).
+    pub(crate) fn list(&self, token: &str) -> bool {
+        match self.all {
+            Some(fields) => connection_lists(fields, token),
+            None => self.values[..self.len]
+                .iter()
+                .any(|v| list_contains(v, token)),
+        }
+    }
+}
+
 /// `tchar` of RFC 9110 §5.6.2: the bytes a token is made of.
 pub(crate) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
@@ -91,6 +132,23 @@ pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_fields_found_once_also_beyond_the_kept_ones() {
+        let names = ["Connection"; 6];
+        let values: [&[u8]; 6] = [b"a", b"b", b"c", b"d", b"e, X-Late", b"f"];
+        let fields: Vec<httparse::Header<'_>> = names
+            .iter()
+            .zip(values)
+            .map(|(name, value)| httparse::Header { name, value })
+            .collect();
+        for n in [1, 4, 6] {
+            let found = ConnectionFields::of(&fields[..n]);
+            assert!(found.list("A"), "{n}");
+            assert_eq!(found.list("x-late"), n == 6, "{n}");
+            assert!(!found.list("z"), "{n}");
+        }
+    }
 
     #[test]
     fn decimals_written() {

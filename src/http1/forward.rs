@@ -26,6 +26,7 @@ use http::Method;
 
 use super::fields::{
     connection_lists, is_fixed_hop_by_hop, list_contains, list_items, push_decimal,
+    ConnectionFields,
 };
 use super::limits::MAX_HEADERS;
 use super::request::{BodyFraming, RequestHead, Version};
@@ -104,6 +105,7 @@ pub fn write_upstream_head(
     out.extend_from_slice(b" HTTP/1.1\r\n");
 
     let mut written = [false; OWNED.len()];
+    let connection = ConnectionFields::of(fields);
     for field in fields {
         if let Some(i) = OWNED
             .iter()
@@ -113,7 +115,7 @@ pub fn write_upstream_head(
                 written[i] = true;
                 write_owned(out, OWNED[i].0, field.name, fields, head, fwd);
             }
-        } else if is_end_to_end(field.name, fields) {
+        } else if is_end_to_end(field.name, &connection) {
             write_field(out, field.name, field.value);
         }
     }
@@ -163,9 +165,9 @@ fn received<'b, 'h>(
 }
 
 /// Whether a client field goes to the backend; the owned ones are handled before this.
-fn is_end_to_end(name: &str, fields: &[httparse::Header<'_>]) -> bool {
+fn is_end_to_end(name: &str, connection: &ConnectionFields<'_>) -> bool {
     !is_fixed_hop_by_hop(name)
-        && !connection_lists(fields, name)
+        && !connection.list(name)
         && !["content-length", "expect", "http2-settings"]
             .iter()
             .any(|n| n.eq_ignore_ascii_case(name))

@@ -10,7 +10,7 @@
 
 use std::io::Write;
 
-use super::fields::{connection_lists, is_fixed_hop_by_hop, push_decimal};
+use super::fields::{is_fixed_hop_by_hop, push_decimal, ConnectionFields};
 use super::limits::MAX_RESPONSE_HEADERS;
 use super::request::Version;
 use super::response_head::ResponseHead;
@@ -78,8 +78,9 @@ pub fn write_client_head(
     let mut storage = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let (reason, fields) = received(raw_head, &mut storage);
     write_status_line(out, head.status, reason);
+    let connection = ConnectionFields::of(fields);
     for field in fields {
-        if is_end_to_end(field.name, fields) {
+        if is_end_to_end(field.name, &connection) {
             write_field(out, field.name, field.value);
         }
     }
@@ -99,6 +100,7 @@ pub fn write_switching_protocols(out: &mut Vec<u8>, raw_head: &[u8], head: &Resp
     let mut storage = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let (reason, fields) = received(raw_head, &mut storage);
     write_status_line(out, head.status, reason);
+    let connection = ConnectionFields::of(fields);
     let mut connection_written = false;
     for field in fields {
         if field.name.eq_ignore_ascii_case("upgrade") {
@@ -108,7 +110,7 @@ pub fn write_switching_protocols(out: &mut Vec<u8>, raw_head: &[u8], head: &Resp
                 write_field(out, field.name, b"Upgrade");
                 connection_written = true;
             }
-        } else if is_end_to_end(field.name, fields) {
+        } else if is_end_to_end(field.name, &connection) {
             write_field(out, field.name, field.value);
         }
     }
@@ -127,8 +129,9 @@ pub fn write_informational(out: &mut Vec<u8>, raw_head: &[u8], head: &ResponseHe
     let mut storage = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let (reason, fields) = received(raw_head, &mut storage);
     write_status_line(out, head.status, reason);
+    let connection = ConnectionFields::of(fields);
     for field in fields {
-        if is_end_to_end(field.name, fields) {
+        if is_end_to_end(field.name, &connection) {
             write_field(out, field.name, field.value);
         }
     }
@@ -160,10 +163,10 @@ fn received<'b, 'h>(
 
 /// Whether a backend's field goes to the client: not hop-by-hop (RFC 9110 §7.6.1, fixed or
 /// listed in `Connection`) and not Content-Length, which follows the framing chosen here.
-fn is_end_to_end(name: &str, fields: &[httparse::Header<'_>]) -> bool {
+fn is_end_to_end(name: &str, connection: &ConnectionFields<'_>) -> bool {
     !is_fixed_hop_by_hop(name)
         && !name.eq_ignore_ascii_case("content-length")
-        && !connection_lists(fields, name)
+        && !connection.list(name)
 }
 
 /// `HTTP/1.1 <status> <reason>`; the canonical reason when `reason` is empty. A proxy sends

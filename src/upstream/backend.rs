@@ -52,6 +52,10 @@ pub struct Backend {
     /// While `passive` keeps the backend out: until this many nanoseconds after [`epoch`]
     /// (0: not out).
     passive_until: AtomicU64,
+    /// `passive` is set (read on every response without taking its lock).
+    has_passive: AtomicBool,
+    /// `passive` has seen a failure since its last success: a success has something to do.
+    passive_dirty: AtomicBool,
     up: AtomicBool,
     /// The first health check has given a verdict (until then the backend is *pending*).
     checked: AtomicBool,
@@ -104,6 +108,8 @@ impl Backend {
             weight: AtomicU32::new(1),
             passive: Mutex::new(None),
             passive_until: AtomicU64::new(0),
+            has_passive: AtomicBool::new(false),
+            passive_dirty: AtomicBool::new(false),
             up: AtomicBool::new(unchecked),
             checked: AtomicBool::new(unchecked),
             retired: AtomicBool::new(false),
@@ -145,15 +151,14 @@ impl Backend {
         if passive.map(|p| p.settings()) != wanted.map(|p| p.settings()) {
             *passive = wanted;
             self.passive_until.store(0, Ordering::Release);
+            self.passive_dirty.store(false, Ordering::Release);
+            self.has_passive.store(wanted.is_some(), Ordering::Release);
         }
     }
 
     /// Whether `max_fail`/`fail_timeout` rules apply (a `-config` server).
     pub fn has_window_passive(&self) -> bool {
-        self.passive
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some()
+        self.has_passive.load(Ordering::Acquire)
     }
 
     pub fn weight(&self) -> u32 {
@@ -223,10 +228,17 @@ impl Backend {
         if self.failures.load(Ordering::Relaxed) != 0 {
             self.failures.store(0, Ordering::Relaxed);
         }
+        // The common case (no -config rules, or nothing failed lately) takes no lock.
+        if !self.passive_dirty.load(Ordering::Acquire) {
+            return None;
+        }
         let mut passive = self.passive.lock().unwrap_or_else(PoisonError::into_inner);
         let transition = passive.as_mut()?.record_success(now);
         if transition == Some(Transition::Up) {
             self.passive_until.store(0, Ordering::Release);
+        }
+        if passive.is_some_and(|p| p.is_healthy()) {
+            self.passive_dirty.store(false, Ordering::Release);
         }
         transition
     }
@@ -239,6 +251,7 @@ impl Backend {
         let Some(health) = passive.as_mut() else {
             return (in_a_row, None);
         };
+        self.passive_dirty.store(true, Ordering::Release);
         let transition = health.record_failure(now);
         if let Some(Transition::Down { .. }) = transition {
             let until = now + health.settings().1;

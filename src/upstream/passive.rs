@@ -71,6 +71,11 @@ impl PassiveHealth {
         }
     }
 
+    /// No failure since the last success.
+    pub fn is_healthy(&self) -> bool {
+        self.state == State::Healthy
+    }
+
     /// `max_fail` and `fail_timeout`.
     pub fn settings(&self) -> (u32, Duration) {
         (self.max_fail, self.fail_timeout)
