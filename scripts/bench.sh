@@ -3,7 +3,8 @@
 # the same load sent straight to one fixture backend, per path, as a ratio.
 #
 #   DURATION [10] seconds per run   CONNS [64] wrk connections   THREADS [2] wrk threads
-#   PATHS ["/ /bytes/1024 /bytes/65536"]   HANDLES [32] goaround -n   WORKERS [64] -workers
+#   PATHS ["/ /bytes/1024 /bytes/65536"]   HANDLES [32] goaround -n
+#   WORKERS [one per CPU] goaround -workers (event loops)
 #   EXTRAS [1]: also TLS (keep-alive, and one handshake per request) and cache-hit runs
 #
 # Loopback only; every process started here is stopped on exit. For nginx and HAProxy side
@@ -16,7 +17,7 @@ CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 PATHS=${PATHS:-"/ /bytes/1024 /bytes/65536"}
 HANDLES=${HANDLES:-32}
-WORKERS=${WORKERS:-64}
+WORKERS=${WORKERS:-}
 NAME=bench
 # shellcheck source=scripts/common.sh
 source scripts/common.sh
@@ -30,7 +31,7 @@ B2=$(wait_for_line "$W/b2.out" '127\.0\.0\.1:[0-9]+')
 start_goaround() {
   local name=$1; shift
   RUST_LOG=warn,goaround::server=info "$GOAROUND" -p 0 -bind 127.0.0.1 -prometheus-port 0 \
-    -socket "$W/$name.sock" -n "$HANDLES" -workers "$WORKERS" \
+    -socket "$W/$name.sock" -n "$HANDLES" ${WORKERS:+-workers "$WORKERS"} \
     -b "http://$B1" -b "http://$B2" "$@" 2>"$W/$name.log" & PIDS+=($!)
   eval "PID_$name=$!"
   local addr metrics
@@ -54,22 +55,33 @@ done = function(summary, latency, requests)
 end
 LUA
 
-run() { # url -> "rps p50_ms p99_ms errors"
+run() { # url -> "rps p50_ms p99_ms errors requests"
   wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" -s "$W/report.lua" "$1" 2>&1 | awk '/^RESULT/ {
-    printf "%.0f %.3f %.3f %d\n", $2 / ($3 / 1e6), $4 / 1000, $5 / 1000, $6 }'
+    printf "%.0f %.3f %.3f %d %d\n", $2 / ($3 / 1e6), $4 / 1000, $5 / 1000, $6, $2 }'
+}
+
+switches() { # pid -> context switches (voluntary + involuntary) of all its threads so far
+  cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { s += $2 } END { print s + 0 }'
 }
 
 echo "goaround $("$GOAROUND" -version | awk '{print $2}') ($(file -b "$GOAROUND" | grep -oE 'static(-pie)? linked|dynamically linked')),"
-echo "wrk -t$THREADS -c$CONNS -d${DURATION}s; goaround -n $HANDLES -workers $WORKERS over 2 fixture backends"
+echo "wrk -t$THREADS -c$CONNS -d${DURATION}s; goaround -n $HANDLES -workers ${WORKERS:-\"one per CPU\"} over 2 fixture backends"
 echo "direct = the same load straight to one fixture backend; ratio = goaround / direct req/s"
 echo
 printf "%-14s %12s %9s %9s %12s %9s %9s %7s %6s\n" path direct_rps p50_ms p99_ms goaround_rps p50_ms p99_ms ratio errors
+per_request=""
 for path in $PATHS; do
-  read -r d_rps d_p50 d_p99 d_err < <(run "http://$B1$path")
-  read -r g_rps g_p50 g_p99 g_err < <(run "http://$GA$path")
+  read -r d_rps d_p50 d_p99 d_err _ < <(run "http://$B1$path")
+  before=$(switches "$GA_PID")
+  read -r g_rps g_p50 g_p99 g_err g_requests < <(run "http://$GA$path")
+  after=$(switches "$GA_PID")
+  [ -n "$per_request" ] || per_request=$(awk -v s=$((after - before)) -v n="$g_requests" \
+    'BEGIN { printf "%.3f (%s)", (n > 0) ? s / n : 0, "'"$path"'" }')
   ratio=$(awk -v a="$g_rps" -v b="$d_rps" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')
   printf "%-14s %12s %9s %9s %12s %9s %9s %7s %6s\n" "$path" "$d_rps" "$d_p50" "$d_p99" "$g_rps" "$g_p50" "$g_p99" "$ratio" "$((d_err + g_err))"
 done
+echo
+echo "goaround context switches per request: $per_request"
 echo
 echo "goaround peak RSS: $(awk '/^VmHWM/ {printf "%.1f MiB", $2 / 1024}' "/proc/$GA_PID/status")"
 
