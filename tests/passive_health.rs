@@ -269,3 +269,39 @@ fn refused_connections_take_a_server_out_without_the_client_noticing() {
     assert!(wait_until(READY, || transitions(&g, &dead, "down") == 2.0));
     assert_out_until_fail_timeout(&mut conn, probe.sent, || errors(&g), 4);
 }
+
+/// Regression: `goaround_backend_up` (and `goaround_backends_up`, and `/status`) said 1 for
+/// a `-config` server that `max_fail` had taken out, because they read the active health
+/// state only, while `list` said down. A long `fail_timeout` keeps it out for the whole test.
+#[test]
+fn backend_up_metric_is_0_while_max_fail_keeps_a_server_out() {
+    let good = Backend::start("good");
+    let flaky = Flaky::start();
+    let dir = TempDir::new("passive");
+    let text = format!(
+        "[[upstreams.pool.servers]]\npath = \"{}\"\nmax_fail = 1\nfail_timeout = \"1h\"\n\
+         [[upstreams.pool.servers]]\npath = \"{}\"\n\
+         [[server.locations]]\npath = \"\"\nhttp_pass = \"pool\"\npass_path = true\n",
+        flaky.addr(),
+        good.addr()
+    );
+    let g = start(&dir.write("goaround.toml", text.as_bytes()), 2);
+    let url = flaky.url();
+    let mut conn = Conn::open(g.addr());
+    while flaky.requests() < 1 {
+        ask(&mut conn);
+    }
+    let series = format!("goaround_backend_up{{backend=\"{url}\"}}");
+    assert!(
+        wait_until(READY, || g.metric(&series) == Some(0.0)),
+        "{series} stays {:?}",
+        g.metric(&series)
+    );
+    assert_eq!(g.metric("goaround_backends_up"), Some(1.0));
+    let status = support::get(g.metrics_addr(), "/status").text();
+    assert!(
+        status.contains(&format!("<td>{url}</td><td>down</td>")),
+        "{status}"
+    );
+    assert!(control(g.socket_path(), "list").contains(&format!("{url} down ")));
+}
