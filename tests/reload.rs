@@ -113,7 +113,7 @@ fn sighup_with_a_good_file_replaces_locations_and_upstreams_at_once() {
     reload(
         &g,
         &format!(
-            "SIGHUP: reloaded {}: 3 upstreams, 2 servers (",
+            "SIGHUP: reloaded {}: 3 upstreams, 2 servers (1 added, 1 removed)",
             f.path.display()
         ),
     );
@@ -193,4 +193,25 @@ fn sighup_refuses_a_file_whose_default_clashes_with_b() {
     let mut conn = Conn::open(g.addr());
     assert_eq!(served_by(&ask(&mut conn, "/old/")), Some("old"));
     assert_eq!(served_by(&ask(&mut conn, "/")), Some("new"));
+}
+
+/// Regression: the reload log's "N added" counted only servers that need a health thread,
+/// so servers added to an upstream without `health_check` (the usual config upstream) were
+/// logged as "0 added".
+#[test]
+fn sighup_log_counts_servers_added_to_upstreams_without_health_check() {
+    let f = fixtures();
+    let g = start(&f.path, 2);
+    let text = config(
+        &[("old", &f.old), ("old", &f.new), ("both", &f.both)],
+        &[("old", "old"), ("both", "both")],
+    );
+    f.dir.write("goaround.toml", text.as_bytes());
+    reload(
+        &g,
+        &format!(
+            "SIGHUP: reloaded {}: 3 upstreams, 3 servers (1 added, 0 removed)",
+            f.path.display()
+        ),
+    );
 }

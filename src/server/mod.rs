@@ -375,7 +375,7 @@ fn reload_config(shared: &Shared, settings: &HealthSettings, metrics: &Arc<Metri
     log::info!(
         "SIGHUP: reloaded {}: {upstreams} upstreams, {servers} servers ({} added, {} removed)",
         path.display(),
-        reload.added.len(),
+        reload.servers_added,
         reload.removed.len()
     );
 }

@@ -82,8 +82,11 @@ impl Routes {
 /// What building or replacing the routes changed.
 #[derive(Default)]
 pub struct Reload {
-    /// Backends that need a health thread: (backend, its set).
+    /// Backends that need a health thread: (backend, its set). Only those of upstreams with
+    /// health checks; see [`servers_added`](Self::servers_added) for the count of all.
     pub added: Vec<(Arc<Backend>, Arc<BackendSet>)>,
+    /// Servers new to their upstream, checked or not (for the log).
+    pub servers_added: usize,
     pub removed: Vec<Arc<Backend>>,
 }
 
@@ -111,6 +114,7 @@ pub fn build(
             None => Arc::new(BackendSet::new(settings)),
         };
         let change = set.replace_servers(&servers);
+        reload.servers_added += change.added.len();
         if set.settings().health_check.is_some() {
             reload
                 .added
@@ -325,6 +329,11 @@ mod tests {
         let (second, reload) = build(&config(&changed), &flags(&[]), Some(&first));
         let now = second.by_name("api").unwrap().set.snapshot();
         assert!(Arc::ptr_eq(&now[1], &kept), "same server, same state");
+        assert!(
+            reload.added.is_empty(),
+            "no health_check: no thread to start"
+        );
+        assert_eq!(reload.servers_added, 1, "but a server was added");
         assert_eq!(reload.removed.len(), 1);
         assert!(reload.removed[0].is_retired());
         assert_eq!(reload.removed[0].url.base, "http://127.0.0.1:1");
