@@ -100,6 +100,11 @@ pub fn build(
     let mut upstreams = Vec::with_capacity(file.upstreams.len());
     for config in &file.upstreams {
         let settings = settings_of(config, flags);
+        // From the balancer in force: `default`'s is `-balancer`'s unless the file defines it.
+        let hash_key = match &settings.balancer {
+            BalancerKind::Hash { key } => Some(key.clone()),
+            _ => None,
+        };
         let servers = servers_of(config, flags);
         let kept = previous
             .and_then(|p| p.by_name(&config.name))
@@ -123,10 +128,7 @@ pub fn build(
         reload.removed.extend(change.removed);
         upstreams.push(Arc::new(Upstream {
             name: config.name.clone(),
-            hash_key: match &config.balancer {
-                BalancerKind::Hash { key } => Some(key.clone()),
-                _ => None,
-            },
+            hash_key,
             from_flags: config.from_flags,
             set,
         }));
@@ -305,6 +307,18 @@ mod tests {
         let routed = routes.route(Some("h"), "/x?y").unwrap();
         assert_eq!(routed.upstream.name, "default");
         assert_eq!(routed.target, "/x?y");
+    }
+
+    /// Regression: `-balancer hash` built a hash balancer for `default` but no hash key, so
+    /// its requests went round-robin.
+    #[test]
+    fn balancer_flag_hash_gives_default_its_hash_key() {
+        let mut hashed = flags(&["http://a:1"]);
+        hashed.balancer = file::balancer_kind("hash").unwrap();
+        let (routes, _) = build(&FileConfig::flags_only(), &hashed, None);
+        assert_eq!(routes.default_upstream().hash_key, Some(HashKey::ClientIp));
+        let (routes, _) = build(&FileConfig::flags_only(), &flags(&["http://a:1"]), None);
+        assert_eq!(routes.default_upstream().hash_key, None);
     }
 
     #[test]
