@@ -364,3 +364,29 @@ fn control_socket_replaces_named_upstreams_and_lists_them() {
     let replaced = now_even.replace(&d.url(), &e.url());
     assert_eq!(list(&g, &replaced), replaced);
 }
+
+/// `-balancer` chooses the `-b` backends' balancer: `hash` hashes the client's address, so
+/// one client always gets the same backend, where round-robin alternates.
+#[test]
+fn balancer_flag_applies_to_the_b_backends() {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let urls = [a.url(), b.url()];
+    let g = Goaround::builder().backends(&urls).start();
+    assert!(g.wait_ready_backends(2, READY));
+    let got = sequence(&mut Conn::open(g.addr()), "/", 4).concat();
+    assert!(
+        got == "abab" || got == "baba",
+        "round-robin by default: {got}"
+    );
+    drop(g);
+    let g = Goaround::builder()
+        .backends(&urls)
+        .args(&["-balancer", "hash"])
+        .start();
+    assert!(g.wait_ready_backends(2, READY));
+    let got = sequence(&mut Conn::open(g.addr()), "/", 6).concat();
+    assert!(
+        got == "aaaaaa" || got == "bbbbbb",
+        "one client, one backend: {got}"
+    );
+}
