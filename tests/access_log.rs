@@ -299,3 +299,39 @@ fn access_log_counts_the_body_of_goarounds_own_error_pages() {
     assert_eq!(sent(&got[0]), page.body.len().to_string(), "{}", got[0]);
     assert_eq!(sent(&got[1]), "0", "{}", got[1]);
 }
+
+/// A log file that cannot be opened is a start-up error naming it (exit 2).
+#[test]
+fn an_access_log_that_cannot_be_opened_stops_the_start() {
+    let dir = TempDir::new("access");
+    let path = dir.join("missing-dir/access.log");
+    let path = path.display().to_string();
+    let args = ["-access-log", &path, "-p", "0", "-prometheus-port", "0"];
+    let socket = dir.join("goaround.sock").display().to_string();
+    let args: Vec<&str> = args.iter().copied().chain(["-socket", &socket]).collect();
+    let out = support::run_cli(&args);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let want = format!("goaround: access log {path}: No such file or directory (os error 2)\n");
+    assert!(err.ends_with(&want), "{err}");
+}
+
+/// SIGUSR1 without `-access-log` is logged and changes nothing; a request refused while
+/// its head was read (here a 400) gets no line, only answered requests do.
+#[test]
+fn sigusr1_without_a_log_and_refused_heads_are_not_logged() {
+    let b = Backend::start("b");
+    let g = support::proxy(&[&b], &[]);
+    g.signal(SIGUSR1);
+    assert!(g.wait_for_log("SIGUSR1: no access log to reopen", READY));
+    assert_eq!(get(&g, "/").status, 200);
+
+    let dir = TempDir::new("access");
+    let log = dir.join("access.log");
+    let g = start(&dir, &b, &log.display().to_string(), "combined");
+    let bad = request(g.addr(), b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+    assert_eq!(bad.status, 400);
+    assert_eq!(get(&g, "/app/?after=bad").status, 200);
+    let got = lines(&log, 1);
+    assert!(got[0].contains("GET /app/?after=bad "), "{got:?}");
+}

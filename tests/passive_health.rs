@@ -305,3 +305,28 @@ fn backend_up_metric_is_0_while_max_fail_keeps_a_server_out() {
     );
     assert!(control(g.socket_path(), "list").contains(&format!("{url} down ")));
 }
+
+/// When every server of an upstream is out, goaround answers 503 `no backend is available`
+/// itself until a `fail_timeout` ends (a long one here: the whole test is inside it).
+#[test]
+fn every_server_out_gives_503_until_a_fail_timeout_ends() {
+    let flaky = Flaky::start();
+    let dir = TempDir::new("passive");
+    let text = format!(
+        "[[upstreams.pool.servers]]\npath = \"{}\"\nmax_fail = 1\nfail_timeout = \"1h\"\n\
+         [[server.locations]]\npath = \"\"\nhttp_pass = \"pool\"\npass_path = true\n",
+        flaky.addr()
+    );
+    let g = start(&dir.write("goaround.toml", text.as_bytes()), 1);
+    let mut conn = Conn::open(g.addr());
+    let (_, r) = ask(&mut conn);
+    assert_eq!((r.status, r.header("x-backend")), (503, Some("flaky")));
+    let (_, r) = ask(&mut conn);
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("x-backend"), None, "answered by goaround: {r:?}");
+    assert_eq!(
+        r.text(),
+        "503 Service Unavailable: no backend is available\n"
+    );
+    assert_eq!(flaky.requests(), 1);
+}

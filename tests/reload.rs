@@ -215,3 +215,17 @@ fn sighup_log_counts_servers_added_to_upstreams_without_health_check() {
         ),
     );
 }
+
+/// A reload sets every upstream to what the file says: servers set through the control
+/// socket since are replaced by the file's again.
+#[test]
+fn sighup_undoes_control_socket_changes() {
+    let f = fixtures();
+    let g = start(&f.path, 2);
+    let line = format!("upstream both {}", f.new.url());
+    assert_eq!(support::control(g.socket_path(), &line), "ok: 1 backends\n");
+    let mut conn = Conn::open(g.addr());
+    assert_eq!(served_by(&ask(&mut conn, "/both/")), Some("new"));
+    reload(&g, &format!("SIGHUP: reloaded {}", f.path.display()));
+    assert_eq!(served_by(&ask(&mut conn, "/both/")), Some("both"));
+}
