@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -189,6 +190,7 @@ fn json_lines_for_proxied_cached_404_and_503() {
         r#"^\{"time":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.\d{3}Z",(.*),"request_time":(\d+\.\d{3})\}$"#,
     )
     .expect("regex");
+    let body_bytes = Regex::new(r#","bytes":(\d+),"#).expect("regex");
     let upstream = format!("\"http://{}\"", b.addr());
     let hello = "hello from b".len();
     // (bytes, upstream, upstream_status) per request of TARGETS; None: an error page.
@@ -208,7 +210,6 @@ fn json_lines_for_proxied_cached_404_and_503() {
         );
         let seconds: f64 = c[3].parse().expect("request_time");
         assert!(seconds < READY.as_secs_f64(), "{text}");
-        let body_bytes = Regex::new(r#","bytes":(\d+),"#).expect("regex");
         let sent: usize = body_bytes.captures(&c[2]).expect("bytes")[1]
             .parse()
             .expect("a number");
@@ -269,6 +270,12 @@ fn sigusr1_reopens_the_log_after_it_was_renamed() {
 
     let now = lines(&log, 1);
     assert!(now[0].contains("GET /app/?n=2 "), "{now:?}");
+    // Created 0640 (less the umask): nothing for others, no writing for the group.
+    let mode = std::fs::metadata(&log)
+        .expect("stat the log")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o027, 0, "mode {mode:o}");
     let old = lines(&rotated, 1);
     assert!(old[0].contains("GET /app/?n=1 "), "{old:?}");
 }

@@ -596,3 +596,28 @@ fn bad_balancer_and_log_format_flags_exit_2_naming_the_flag() {
         );
     }
 }
+
+/// The example at the top of README.md's "Config file (-config)" loads and routes as its
+/// comment says, with its two servers pointed at fixtures.
+#[test]
+fn readme_config_example_routes_as_its_comment_says() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("read README.md");
+    let section = readme
+        .split("\n## Config file (-config)\n")
+        .nth(1)
+        .expect("the section");
+    let example = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a toml block");
+    let (one, two) = (Backend::start("one"), Backend::start("two"));
+    let text = example
+        .replace("10.0.0.1:8080", &addr(&one))
+        .replace("10.0.0.2:8080", &addr(&two));
+    let dir = TempDir::new("config");
+    let g = start(&write_config(&dir, &text), &[], 2);
+    let r = get_as(&g, "lb.test", "/api/v1/x?y", "");
+    assert_eq!(answered(&r, &[&one, &two]).1, "/v1/x?y");
+}

@@ -103,11 +103,13 @@ fn sighup_with_a_good_file_replaces_locations_and_upstreams_at_once() {
     let both_connections = f.both.connections();
     let old_requests = f.old.requests();
 
-    // `old` is gone (its prefix now leads to `new`), `new` is added, `both` stays.
-    let text = config(
-        &[("new", &f.new), ("both", &f.both)],
-        &[("new", "new"), ("old", "new"), ("both", "both")],
-    );
+    // `old` is gone (its prefix now leads to `new`), `new` is added, `both` stays. The port
+    // is read at start only: a new one changes nothing until a restart.
+    let text = "[server]\nport = 1\n".to_owned()
+        + &config(
+            &[("new", &f.new), ("both", &f.both)],
+            &[("new", "new"), ("old", "new"), ("both", "both")],
+        );
     f.dir.write("goaround.toml", text.as_bytes());
     // 3 upstreams: new, both, and the -b placeholder `default`.
     reload(
@@ -217,15 +219,30 @@ fn sighup_log_counts_servers_added_to_upstreams_without_health_check() {
 }
 
 /// A reload sets every upstream to what the file says: servers set through the control
-/// socket since are replaced by the file's again.
+/// socket since are replaced by the file's again, and `default` gets the `-b` list back.
 #[test]
 fn sighup_undoes_control_socket_changes() {
     let f = fixtures();
-    let g = start(&f.path, 2);
+    let extra = Backend::start("extra");
+    // Everything that is not /old/ or /both/ goes to `default`, the -b backends.
+    let mut text = std::fs::read_to_string(&f.path).expect("read the config");
+    text.push_str("[[server.locations]]\npath = \"\"\nhttp_pass = \"default\"\npass_path = true\n");
+    f.dir.write("goaround.toml", text.as_bytes());
+    let g = Goaround::builder()
+        .args(&["-config", &f.path.display().to_string(), "-b", &extra.url()])
+        .start();
+    assert!(g.wait_ready_backends(3, READY));
+    let socket = g.socket_path();
     let line = format!("upstream both {}", f.new.url());
-    assert_eq!(support::control(g.socket_path(), &line), "ok: 1 backends\n");
+    assert_eq!(support::control(socket, &line), "ok: 1 backends\n");
+    assert_eq!(support::control(socket, &f.new.url()), "ok: 1 backends\n");
     let mut conn = Conn::open(g.addr());
     assert_eq!(served_by(&ask(&mut conn, "/both/")), Some("new"));
+    assert!(support::wait_until(READY, || served_by(&ask(
+        &mut conn, "/"
+    )) == Some("new")));
     reload(&g, &format!("SIGHUP: reloaded {}", f.path.display()));
     assert_eq!(served_by(&ask(&mut conn, "/both/")), Some("both"));
+    assert!(g.wait_ready_backends(3, READY));
+    assert_eq!(served_by(&ask(&mut conn, "/")), Some("extra"));
 }
