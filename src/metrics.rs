@@ -332,10 +332,13 @@ impl Metrics {
         self.backend_in_flight.reset();
         let mut up = 0;
         for b in snapshot.iter() {
-            up += i64::from(b.is_up());
+            // Usable, as `list` says: a `-config` server that `max_fail` took out is down
+            // for its `fail_timeout` though its health check (if any) passes.
+            let serving = i64::from(b.is_usable());
+            up += serving;
             self.backend_up
                 .with_label_values(&[&b.url.base])
-                .set(i64::from(b.is_up()));
+                .set(serving);
             self.backend_in_flight
                 .with_label_values(&[&b.url.base])
                 .set(b.in_flight() as i64);

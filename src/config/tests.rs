@@ -340,3 +340,47 @@ fn backend_url_host_and_port() {
         assert_eq!((url.host(), url.port()), (host, port), "{url}");
     }
 }
+
+/// `-config`: the file's port unless `-p` was given, and the metrics listener moved off a
+/// file port that is the metrics default (8080, Gourmet's default too) unless
+/// `-prometheus-port` was given.
+#[test]
+fn load_file_port_and_metrics_port() {
+    let dir = std::env::temp_dir().join(format!("goaround-load-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let at_8080 = write("8080.toml", "[server]\nport = 8080\n");
+    let no_port = write("none.toml", "");
+    let at_9000 = write("9000.toml", "[server]\nport = 9000\n");
+    // (flags, listen port, metrics port)
+    let cases: &[(Vec<&str>, u16, u16)] = &[
+        (vec!["-config", &at_8080], 8080, 8081),
+        (vec!["-config", &no_port], 8080, 8081),
+        (vec!["-config", &at_9000], 9000, 8080),
+        (vec!["-config", &at_8080, "-p", "3000"], 3000, 8080),
+        (
+            vec!["-config", &at_8080, "-prometheus-port", "8080"],
+            8080,
+            8080,
+        ),
+        (
+            vec!["-config", &at_8080, "-prometheus-port", "9100"],
+            8080,
+            9100,
+        ),
+        (vec!["-config", &at_9000, "-p", "0"], 0, 8080),
+        // With a file, any client port of 8080 moves the metrics; without one, nothing does.
+        (vec!["-config", &at_9000, "-p", "8080"], 8080, 8081),
+        (vec!["-p", "8080"], 8080, 8080),
+    ];
+    for (args, port, metrics) in cases {
+        let mut c = ok(args);
+        c.load_file().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        assert_eq!((c.port, c.metrics_port), (*port, *metrics), "{args:?}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -224,10 +224,7 @@ pub fn render_for(
     };
     // The head carries the body's length, so the body is measured before it is written; two
     // passes keep the page in one buffer with no intermediate string.
-    let mut length = ByteCount(0);
-    // Neither a counter nor a Vec can fail to accept bytes.
-    let _ = write_body(&mut length, status, message, format);
-    let body_len = length.0;
+    let body_len = body_len(status, message, format);
     let mut out = Vec::with_capacity(160 + body_len);
     let fields = [
         ("content-type", content_type),
@@ -252,6 +249,15 @@ pub fn render_for(
         let _ = write_body(&mut out, status, message, format);
     }
     out
+}
+
+/// The length of the body [`render_for`] writes for `status`, `message` and `format` (HEAD
+/// aside): what the access log counts as sent.
+pub fn body_len(status: u16, message: &str, format: Format) -> usize {
+    let mut length = ByteCount(0);
+    // A counter cannot fail to accept bytes.
+    let _ = write_body(&mut length, status, message, format);
+    length.0
 }
 
 fn write_body<W: Write>(out: &mut W, status: u16, message: &str, format: Format) -> io::Result<()> {
@@ -531,6 +537,7 @@ mod tests {
             assert!(head.ends_with("\r\n\r\n"), "{head}");
             let body_len = full.len() - head.len();
             assert!(head.contains(&format!("content-length: {body_len}\r\n")));
+            assert_eq!(super::body_len(502, "<b>", format), body_len, "{format:?}");
         }
     }
 

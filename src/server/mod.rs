@@ -383,7 +383,7 @@ pub(crate) fn reload_config(shared: &Shared, settings: &HealthSettings, metrics:
     log::info!(
         "SIGHUP: reloaded {}: {upstreams} upstreams, {servers} servers ({} added, {} removed)",
         path.display(),
-        reload.added.len(),
+        reload.servers_added,
         reload.removed.len()
     );
 }

@@ -82,8 +82,11 @@ impl Routes {
 /// What building or replacing the routes changed.
 #[derive(Default)]
 pub struct Reload {
-    /// Backends that need a health thread: (backend, its set).
+    /// Backends that need a health thread: (backend, its set). Only those of upstreams with
+    /// health checks; see [`servers_added`](Self::servers_added) for the count of all.
     pub added: Vec<(Arc<Backend>, Arc<BackendSet>)>,
+    /// Servers new to their upstream, checked or not (for the log).
+    pub servers_added: usize,
     pub removed: Vec<Arc<Backend>>,
 }
 
@@ -97,6 +100,11 @@ pub fn build(
     let mut upstreams = Vec::with_capacity(file.upstreams.len());
     for config in &file.upstreams {
         let settings = settings_of(config, flags);
+        // From the balancer in force: `default`'s is `-balancer`'s unless the file defines it.
+        let hash_key = match &settings.balancer {
+            BalancerKind::Hash { key } => Some(key.clone()),
+            _ => None,
+        };
         let servers = servers_of(config, flags);
         let kept = previous
             .and_then(|p| p.by_name(&config.name))
@@ -111,6 +119,7 @@ pub fn build(
             None => Arc::new(BackendSet::new(settings)),
         };
         let change = set.replace_servers(&servers);
+        reload.servers_added += change.added.len();
         if set.settings().health_check.is_some() {
             reload
                 .added
@@ -119,10 +128,7 @@ pub fn build(
         reload.removed.extend(change.removed);
         upstreams.push(Arc::new(Upstream {
             name: config.name.clone(),
-            hash_key: match &config.balancer {
-                BalancerKind::Hash { key } => Some(key.clone()),
-                _ => None,
-            },
+            hash_key,
             from_flags: config.from_flags,
             set,
         }));
@@ -303,6 +309,18 @@ mod tests {
         assert_eq!(routed.target, "/x?y");
     }
 
+    /// Regression: `-balancer hash` built a hash balancer for `default` but no hash key, so
+    /// its requests went round-robin.
+    #[test]
+    fn balancer_flag_hash_gives_default_its_hash_key() {
+        let mut hashed = flags(&["http://a:1"]);
+        hashed.balancer = file::balancer_kind("hash").unwrap();
+        let (routes, _) = build(&FileConfig::flags_only(), &hashed, None);
+        assert_eq!(routes.default_upstream().hash_key, Some(HashKey::ClientIp));
+        let (routes, _) = build(&FileConfig::flags_only(), &flags(&["http://a:1"]), None);
+        assert_eq!(routes.default_upstream().hash_key, None);
+    }
+
     #[test]
     fn config_servers_are_up_at_once_with_weights_and_routed_with_rewrite() {
         let (routes, reload) = build(&config(TWO), &flags(&[]), None);
@@ -325,6 +343,11 @@ mod tests {
         let (second, reload) = build(&config(&changed), &flags(&[]), Some(&first));
         let now = second.by_name("api").unwrap().set.snapshot();
         assert!(Arc::ptr_eq(&now[1], &kept), "same server, same state");
+        assert!(
+            reload.added.is_empty(),
+            "no health_check: no thread to start"
+        );
+        assert_eq!(reload.servers_added, 1, "but a server was added");
         assert_eq!(reload.removed.len(), 1);
         assert!(reload.removed[0].is_retired());
         assert_eq!(reload.removed[0].url.base, "http://127.0.0.1:1");

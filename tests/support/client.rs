@@ -99,7 +99,12 @@ impl Conn {
     }
 
     pub fn try_open(addr: SocketAddr) -> io::Result<Conn> {
-        let stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+        Conn::from_stream(TcpStream::connect_timeout(&addr, TIMEOUT)?)
+    }
+
+    /// A connection made elsewhere (from a chosen source address, say), with the same
+    /// timeouts as [`Conn::open`]'s.
+    pub fn from_stream(stream: TcpStream) -> io::Result<Conn> {
         stream.set_read_timeout(Some(TIMEOUT))?;
         stream.set_write_timeout(Some(TIMEOUT))?;
         stream.set_nodelay(true)?;

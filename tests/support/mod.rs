@@ -71,6 +71,8 @@ pub struct GoaroundBuilder {
     envs: Vec<(String, String)>,
     /// A program (and its arguments) that runs the binary: `prefix... BIN args...`.
     launcher: Vec<String>,
+    /// Test defaults not to add (e.g. `p`, so that a `-config` file's port applies).
+    omitted: Vec<&'static str>,
 }
 
 impl GoaroundBuilder {
@@ -100,6 +102,13 @@ impl GoaroundBuilder {
         self
     }
 
+    /// Leaves out the test default `-flag` (one of `p`, `bind`, `prometheus-port`, `socket`)
+    /// without giving a value instead: the binary's own default, or a `-config` file, applies.
+    pub fn without_default(mut self, flag: &'static str) -> Self {
+        self.omitted.push(flag);
+        self
+    }
+
     /// Sets an environment variable of the child (`RUST_LOG` here replaces the default).
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.envs.push((key.into(), value.into()));
@@ -114,7 +123,7 @@ impl GoaroundBuilder {
             Some(path) => PathBuf::from(path),
             None => temp_dir.join("goaround.sock"),
         };
-        let args = with_test_defaults(self.args, &socket_path);
+        let args = with_test_defaults(self.args, &socket_path, &self.omitted);
         let mut command = match self.launcher.split_first() {
             Some((program, rest)) => {
                 let mut command = Command::new(program);
@@ -152,8 +161,9 @@ impl GoaroundBuilder {
     }
 }
 
-/// Adds `-p 0 -bind 127.0.0.1 -prometheus-port 0 -socket PATH`, each unless the caller gave it.
-fn with_test_defaults(mut args: Vec<String>, socket_path: &Path) -> Vec<String> {
+/// Adds `-p 0 -bind 127.0.0.1 -prometheus-port 0 -socket PATH`, each unless the caller gave it
+/// or `omitted` names it.
+fn with_test_defaults(mut args: Vec<String>, socket_path: &Path, omitted: &[&str]) -> Vec<String> {
     let socket = socket_path.display().to_string();
     let defaults = [
         ("p", "0"),
@@ -162,7 +172,7 @@ fn with_test_defaults(mut args: Vec<String>, socket_path: &Path) -> Vec<String> 
         ("socket", socket.as_str()),
     ];
     for (flag, value) in defaults {
-        if flag_value(&args, flag).is_none() {
+        if flag_value(&args, flag).is_none() && !omitted.contains(&flag) {
             args.push(format!("-{flag}"));
             args.push(value.to_owned());
         }
@@ -572,6 +582,7 @@ mod tests {
         let args = with_test_defaults(
             strings(&["-b", "u", "--p=7", "-socket", "/s"]),
             "/x".as_ref(),
+            &[],
         );
         let expected = [
             "-b",
@@ -588,6 +599,10 @@ mod tests {
         assert_eq!(flag_value(&args, "bind"), Some("127.0.0.1"));
         assert_eq!(flag_value(&args, "b"), Some("u"));
         assert_eq!(flag_value(&args, "n"), None);
+        let args = with_test_defaults(strings(&["-b", "u"]), "/x".as_ref(), &["p", "socket"]);
+        assert_eq!(flag_value(&args, "p"), None);
+        assert_eq!(flag_value(&args, "socket"), None);
+        assert_eq!(flag_value(&args, "prometheus-port"), Some("0"));
     }
 
     #[test]

@@ -3,11 +3,14 @@
 //! per-route closures, TLS. Dropping it stops accepting; connection threads end with their
 //! connections, whose reads time out after [`CONN_TIMEOUT`].
 
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
+
+use super::backend::{read_head, RequestHead};
 
 /// Read timeout of every accepted connection: bounds a connection thread's life.
 pub const CONN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,6 +67,26 @@ impl Drop for ScriptedServer {
         let _ = TcpStream::connect(self.addr);
         if let Some(acceptor) = self.acceptor.take() {
             let _ = acceptor.join();
+        }
+    }
+}
+
+/// Serves HTTP/1.1 keep-alive on `stream` until the client closes: each request (bodies are
+/// not read: send none) gets `answer(head)`'s status and body, with `X-Backend: name` as the
+/// fixture backend sends it. `answer` may take its time (a slow server) or change its mind
+/// (a failing server that recovers).
+pub fn answer_each(stream: TcpStream, name: &str, answer: impl Fn(&RequestHead) -> (u16, String)) {
+    let _ = stream.set_nodelay(true);
+    let mut reader = BufReader::new(&stream);
+    while let Ok(Some(head)) = read_head(&mut reader) {
+        let (status, body) = answer(&head);
+        let reply = format!(
+            "HTTP/1.1 {status} Scripted\r\nX-Backend: {name}\r\nContent-Type: text/plain\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if (&stream).write_all(reply.as_bytes()).is_err() {
+            return;
         }
     }
 }

@@ -965,6 +965,10 @@ impl Exchange {
         );
         io.queue(ctx.buffers, &page);
         self.outcome.status = status;
+        self.outcome.body_bytes = match head_only {
+            true => 0,
+            false => error_page::body_len(status, message, format) as u64,
+        };
         self.outcome.backend = None;
         self.answer_keep_alive = keep_alive;
         self.step = Step::Local;
