@@ -300,7 +300,7 @@ fn backend_up_metric_is_0_while_max_fail_keeps_a_server_out() {
     assert_eq!(g.metric("goaround_backends_up"), Some(1.0));
     let status = support::get(g.metrics_addr(), "/status").text();
     assert!(
-        status.contains(&format!("<td>{url}</td><td>down</td>")),
+        status.contains(&format!(r#"<tr class="backend st-down" data-url="{url}">"#)),
         "{status}"
     );
     assert!(control(g.socket_path(), "list").contains(&format!("{url} down ")));
