@@ -1,8 +1,10 @@
 //! Field syntax shared by both directions of the codec (RFC 9110 §5): optional whitespace,
 //! comma-separated lists, decimal numbers, tokens, and which fields are hop-by-hop.
 //!
-//! Everything works on raw bytes as httparse hands them over, with names in whatever case the
-//! peer sent, and nothing allocates: the head writers call these once per field.
+//! Everything works on raw bytes as received, with names in whatever case the peer sent, and
+//! nothing allocates: the head writers call these once per field.
+
+use super::field_index::Fields;
 
 /// The hop-by-hop fields of RFC 9110 §7.6.1, plus `Proxy-Connection` (never standard, still
 /// sent by old clients and meant for one hop only).
@@ -47,63 +49,80 @@ pub(crate) fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Whether a list value has `token` as one of its elements, ignoring ASCII case.
-pub(crate) fn list_contains(value: &[u8], token: &str) -> bool {
-    list_items(value).any(|item| item.eq_ignore_ascii_case(token.as_bytes()))
+pub(crate) fn list_contains(value: &[u8], token: impl AsRef<[u8]>) -> bool {
+    let token = token.as_ref();
+    list_items(value).any(|item| item.eq_ignore_ascii_case(token))
 }
 
 /// Whether `name` (any case) is one of the fixed hop-by-hop fields.
-pub(crate) fn is_fixed_hop_by_hop(name: &str) -> bool {
-    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+pub(crate) fn is_fixed_hop_by_hop(name: impl AsRef<[u8]>) -> bool {
+    let name = name.as_ref();
+    HOP_BY_HOP
+        .iter()
+        .any(|h| h.as_bytes().eq_ignore_ascii_case(name))
 }
 
 /// Whether a `Connection` field of `fields` lists `token` (any case): a connection option
 /// such as `close`, or the name of a field that is hop-by-hop for this message (RFC 9110
 /// §7.6.1). Called per field this is quadratic in the field count, which the head limits
 /// keep small, and it needs no allocation.
-pub(crate) fn connection_lists(fields: &[httparse::Header<'_>], token: &str) -> bool {
+pub(crate) fn connection_lists(fields: Fields<'_>, token: impl AsRef<[u8]>) -> bool {
+    let token = token.as_ref();
     fields
-        .iter()
-        .filter(|f| f.name.eq_ignore_ascii_case("connection"))
-        .any(|f| list_contains(f.value, token))
+        .all("connection")
+        .any(|value| list_contains(value, token))
 }
 
-/// The `Connection` fields of one head, found once: asking whether they list a field name,
-/// as the head writers do for every field, then looks at those values only.
+/// The elements of the `Connection` fields of one head, found once: asking whether they list
+/// a field name, as the head writers do for every field, is then a scan of a few short
+/// slices rather than a parse of the values each time.
 pub(crate) struct ConnectionFields<'h> {
-    values: [&'h [u8]; 4],
+    tokens: [&'h [u8]; 8],
     len: usize,
-    /// More `Connection` fields than kept: ask the whole head.
-    all: Option<&'h [httparse::Header<'h>]>,
+    /// More elements than kept: ask the whole head.
+    all: Option<Fields<'h>>,
 }
 
 impl<'h> ConnectionFields<'h> {
-    pub(crate) fn of(fields: &'h [httparse::Header<'h>]) -> ConnectionFields<'h> {
+    pub(crate) fn of(fields: Fields<'h>) -> ConnectionFields<'h> {
         let mut found = ConnectionFields {
-            values: [&[]; 4],
+            tokens: [&[]; 8],
             len: 0,
             all: None,
         };
-        for f in fields
-            .iter()
-            .filter(|f| f.name.eq_ignore_ascii_case("connection"))
-        {
-            if found.len == found.values.len() {
-                found.all = Some(fields);
-                break;
+        for value in fields.all("connection") {
+            let mut rest = value;
+            loop {
+                let (item, more) = match rest.iter().position(|&b| b == b',') {
+                    Some(comma) => (&rest[..comma], Some(&rest[comma + 1..])),
+                    None => (rest, None),
+                };
+                let token = trim_ows(item);
+                if !token.is_empty() {
+                    if found.len == found.tokens.len() {
+                        found.all = Some(fields);
+                        return found;
+                    }
+                    found.tokens[found.len] = token;
+                    found.len += 1;
+                }
+                match more {
+                    Some(more) => rest = more,
+                    None => break,
+                }
             }
-            found.values[found.len] = f.value;
-            found.len += 1;
         }
         found
     }
 
     /// Whether one of them lists `token` (any case).
-    pub(crate) fn list(&self, token: &str) -> bool {
+    pub(crate) fn list(&self, token: impl AsRef<[u8]>) -> bool {
+        let token = token.as_ref();
         match self.all {
             Some(fields) => connection_lists(fields, token),
-            None => self.values[..self.len]
+            None => self.tokens[..self.len]
                 .iter()
-                .any(|v| list_contains(v, token)),
+                .any(|t| t.eq_ignore_ascii_case(token)),
         }
     }
 }
@@ -132,20 +151,31 @@ pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http1::field_index::FieldIndex;
+
+    /// A request head with `fields` (CRLF-terminated lines), and the index of its fields.
+    fn indexed(fields: &str) -> (Vec<u8>, FieldIndex) {
+        let raw = format!("GET / HTTP/1.1\r\n{fields}\r\n").into_bytes();
+        let mut storage = [httparse::EMPTY_HEADER; 16];
+        let mut req = httparse::Request::new(&mut storage);
+        assert!(req.parse(&raw).unwrap().is_complete());
+        let index = FieldIndex::of(&raw, req.headers);
+        (raw, index)
+    }
 
     #[test]
     fn connection_fields_found_once_also_beyond_the_kept_ones() {
-        let names = ["Connection"; 6];
-        let values: [&[u8]; 6] = [b"a", b"b", b"c", b"d", b"e, X-Late", b"f"];
-        let fields: Vec<httparse::Header<'_>> = names
-            .iter()
-            .zip(values)
-            .map(|(name, value)| httparse::Header { name, value })
-            .collect();
-        for n in [1, 4, 6] {
-            let found = ConnectionFields::of(&fields[..n]);
+        let values = ["a", "b, c", "d", "e, f, g, h", "i, X-Late", "j"];
+        for n in [1, 4, 5, 6] {
+            let raw: String = values[..n]
+                .iter()
+                .map(|v| format!("Connection: {v}\r\n"))
+                .collect();
+            let (raw, index) = indexed(&raw);
+            let found = ConnectionFields::of(index.view(&raw));
             assert!(found.list("A"), "{n}");
-            assert_eq!(found.list("x-late"), n == 6, "{n}");
+            assert_eq!(found.list("x-late"), n >= 5, "{n}");
+            assert_eq!(found.list("h"), n >= 4, "{n}");
             assert!(!found.list("z"), "{n}");
         }
     }
@@ -189,19 +219,11 @@ mod tests {
         assert!(is_fixed_hop_by_hop("Transfer-Encoding"));
         assert!(is_fixed_hop_by_hop("PROXY-CONNECTION"));
         assert!(!is_fixed_hop_by_hop("Content-Length"));
-        let fields = [
-            httparse::Header {
-                name: "Connection",
-                value: b"close, X-Hop",
-            },
-            httparse::Header {
-                name: "x-hop",
-                value: b"1",
-            },
-        ];
-        assert!(connection_lists(&fields, "X-HOP"));
-        assert!(connection_lists(&fields, "close"));
-        assert!(!connection_lists(&fields, "x-other"));
+        let (raw, index) = indexed("Connection: close, X-Hop\r\nx-hop: 1\r\n");
+        let fields = index.view(&raw);
+        assert!(connection_lists(fields, "X-HOP"));
+        assert!(connection_lists(fields, "close"));
+        assert!(!connection_lists(fields, "x-other"));
     }
 
     #[test]

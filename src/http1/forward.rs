@@ -1,6 +1,6 @@
 //! The request head sent to a backend, rebuilt from the client's head as received.
 //!
-//! [`write_upstream_head`] writes `METHOD target HTTP/1.1`, then the client's fields in
+//! [`write_upstream_head`] writes `METHOD target HTTP/1.1`, then the client's field lines in
 //! received order with their original names and values, minus what must not cross this hop,
 //! plus the fields this proxy owns:
 //! - dropped: hop-by-hop fields (RFC 9110 §7.6.1: the fixed ones and those the client's
@@ -21,14 +21,13 @@
 
 use std::net::IpAddr;
 
-use http::header::UPGRADE;
 use http::Method;
 
+use super::field_index::Fields;
 use super::fields::{
     connection_lists, is_fixed_hop_by_hop, list_contains, list_items, push_decimal,
     ConnectionFields,
 };
-use super::limits::MAX_HEADERS;
 use super::request::{BodyFraming, RequestHead, Version};
 
 /// How one request goes to its backend, besides the client's own head.
@@ -78,26 +77,17 @@ pub fn client_ip_text(ip: IpAddr) -> String {
 pub fn is_websocket_upgrade(head: &RequestHead) -> bool {
     head.method == Method::GET
         && head.version == Version::Http11
-        && head.connection_tokens.iter().any(|t| t == "upgrade")
+        && head.connection_lists("upgrade")
         && head
-            .headers
-            .get_all(UPGRADE)
-            .iter()
-            .any(|v| list_contains(v.as_bytes(), "websocket"))
+            .fields()
+            .all("upgrade")
+            .any(|v| list_contains(v, "websocket"))
 }
 
 /// Appends the request head for the backend to `out` (see the module documentation for what
-/// it contains). `raw_head` is the client's head exactly as received: the first
-/// `head.head_len` bytes that [`parse_request_head`](super::parse_request_head) accepted as
-/// `head`. Nothing is allocated beyond growing `out`.
-pub fn write_upstream_head(
-    out: &mut Vec<u8>,
-    raw_head: &[u8],
-    head: &RequestHead,
-    fwd: &Forwarding<'_>,
-) {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let fields = received(raw_head, &mut storage);
+/// it contains). Nothing is allocated beyond growing `out`.
+pub fn write_upstream_head(out: &mut Vec<u8>, head: &RequestHead, fwd: &Forwarding<'_>) {
+    let fields = head.fields();
     let target = if head.target == "*" { "*" } else { fwd.target };
     out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
@@ -106,22 +96,20 @@ pub fn write_upstream_head(
 
     let mut written = [false; OWNED.len()];
     let connection = ConnectionFields::of(fields);
-    for field in fields {
-        if let Some(i) = OWNED
-            .iter()
-            .position(|(_, name)| name.eq_ignore_ascii_case(field.name))
-        {
+    for field in fields.iter() {
+        if let Some(i) = OWNED.iter().position(|(_, name)| field.is(name)) {
             if !written[i] {
                 written[i] = true;
                 write_owned(out, OWNED[i].0, field.name, fields, head, fwd);
             }
         } else if is_end_to_end(field.name, &connection) {
-            write_field(out, field.name, field.value);
+            out.extend_from_slice(field.line);
+            out.extend_from_slice(b"\r\n");
         }
     }
     for (i, &(owned, name)) in OWNED.iter().enumerate() {
         if !written[i] {
-            write_owned(out, owned, name, fields, head, fwd);
+            write_owned(out, owned, name.as_bytes(), fields, head, fwd);
         }
     }
 
@@ -147,38 +135,21 @@ pub fn write_upstream_head(
     out.extend_from_slice(b"\r\n");
 }
 
-/// The client's fields in received order. The head is parsed again into the caller's stack
-/// array rather than kept from the first parse: `RequestHead::headers` has lost the order
-/// and case, and a second httparse pass costs less than a per-request list of spans.
-fn received<'b, 'h>(
-    raw_head: &'b [u8],
-    storage: &'h mut [httparse::Header<'b>],
-) -> &'h [httparse::Header<'b>] {
-    let mut request = httparse::Request::new(storage);
-    if !matches!(request.parse(raw_head), Ok(httparse::Status::Complete(_))) {
-        // Not the head parse_request_head accepted: a caller's bug. The request line and the
-        // proxy's own fields still go out rather than a guess at the client's.
-        debug_assert!(false, "raw_head is not a parsed request head");
-        return &[];
-    }
-    request.headers
-}
-
 /// Whether a client field goes to the backend; the owned ones are handled before this.
-fn is_end_to_end(name: &str, connection: &ConnectionFields<'_>) -> bool {
+fn is_end_to_end(name: &[u8], connection: &ConnectionFields<'_>) -> bool {
     !is_fixed_hop_by_hop(name)
         && !connection.list(name)
         && !["content-length", "expect", "http2-settings"]
             .iter()
-            .any(|n| n.eq_ignore_ascii_case(name))
+            .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
 }
 
 /// Writes one field the proxy owns under `name` (the client's spelling when it sent one).
 fn write_owned(
     out: &mut Vec<u8>,
     owned: Owned,
-    name: &str,
-    fields: &[httparse::Header<'_>],
+    name: &[u8],
+    fields: Fields<'_>,
     head: &RequestHead,
     fwd: &Forwarding<'_>,
 ) {
@@ -192,14 +163,11 @@ fn write_owned(
             }
         }
         Owned::ForwardedFor => {
-            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(name);
             out.extend_from_slice(b": ");
             // A client that lists X-Forwarded-For in Connection wants its own dropped here.
             if !connection_lists(fields, "x-forwarded-for") {
-                let sent = fields
-                    .iter()
-                    .filter(|f| f.name.eq_ignore_ascii_case("x-forwarded-for"));
-                for item in sent.flat_map(|f| list_items(f.value)) {
+                for item in fields.all("x-forwarded-for").flat_map(list_items) {
                     out.extend_from_slice(item);
                     out.extend_from_slice(b", ");
                 }
@@ -220,17 +188,16 @@ fn write_owned(
 }
 
 /// The `websocket` element of the client's `Upgrade`, as the client spelled it.
-fn websocket_token<'b>(fields: &[httparse::Header<'b>]) -> &'b [u8] {
+fn websocket_token<'b>(fields: Fields<'b>) -> &'b [u8] {
     fields
-        .iter()
-        .filter(|f| f.name.eq_ignore_ascii_case("upgrade"))
-        .flat_map(|f| list_items(f.value))
+        .all("upgrade")
+        .flat_map(list_items)
         .find(|item| item.eq_ignore_ascii_case(b"websocket"))
         .unwrap_or(b"websocket")
 }
 
-fn write_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    out.extend_from_slice(name.as_bytes());
+fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
@@ -264,7 +231,7 @@ mod tests {
         let mut fwd = forwarding(&h);
         change(&mut fwd);
         let mut out = b"kept".to_vec();
-        write_upstream_head(&mut out, &raw.as_bytes()[..h.head_len], &h, &fwd);
+        write_upstream_head(&mut out, &h, &fwd);
         let out = String::from_utf8(out).unwrap();
         out.strip_prefix("kept").unwrap().to_owned()
     }

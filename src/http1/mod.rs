@@ -9,6 +9,7 @@
 
 pub mod chunked;
 pub mod error_page;
+mod field_index;
 mod fields;
 pub mod forward;
 pub mod limits;

@@ -18,10 +18,12 @@
 //!   any other coding before `chunked`: 501 (§6.1, we decode only `chunked`);
 //! - HTTP/2 or later on this port: 505; an `Expect` other than `100-continue`: 417.
 
-use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
+use std::mem::MaybeUninit;
+
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
-use super::fields::{is_fixed_hop_by_hop, list_items, parse_decimal, trim_ows};
+use super::field_index::{FieldIndex, Fields};
+use super::fields::{connection_lists, is_fixed_hop_by_hop, parse_decimal, trim_ows};
 use super::limits::{MAX_HEADERS, MAX_HEAD_BYTES, MAX_URI_BYTES};
 
 /// The HTTP version of a request; only 1.0 and 1.1 are spoken.
@@ -43,6 +45,11 @@ pub enum BodyFraming {
 }
 
 /// A parsed, validated request head.
+///
+/// It keeps the head as received (one copy, one allocation) and where each field lies in it,
+/// rather than a map of owned names and values: a proxy reads a few fields of each request
+/// and passes the rest on in order, so building a map would cost allocations and hashing per
+/// field for lookups that a scan of a few dozen fields answers as fast.
 #[derive(Debug, Clone)]
 pub struct RequestHead {
     pub method: Method,
@@ -51,15 +58,15 @@ pub struct RequestHead {
     /// authority becomes [`host`](Self::host) (§3.2.2).
     pub target: String,
     pub version: Version,
-    /// Every header field as received (names lower-cased by `http`), hop-by-hop ones included.
-    pub headers: HeaderMap,
+    /// The head as received: request line, fields, blank line.
+    raw: Box<[u8]>,
+    /// Where each field lies in `raw`, in received order.
+    field_index: FieldIndex,
     pub framing: BodyFraming,
     /// Whether the client wants the connection kept open after this exchange (§9.3).
     pub keep_alive: bool,
     /// `Expect: 100-continue` was sent (§10.1.1).
     pub expect_continue: bool,
-    /// Header names listed in `Connection`, lower-case: hop-by-hop for this message (§7.6.1).
-    pub connection_tokens: Vec<String>,
     /// Host as sent (or the authority of an absolute-form target).
     pub host: Option<String>,
     /// Bytes of the head, blank line included: where the body (or the next request) starts.
@@ -67,9 +74,47 @@ pub struct RequestHead {
 }
 
 impl RequestHead {
+    /// The head's bytes as received.
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// Every field in received order, with the names as sent; hop-by-hop ones included.
+    pub fn fields(&self) -> Fields<'_> {
+        self.field_index.view(&self.raw)
+    }
+
+    /// The value of the first field called `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.fields().get(name)
+    }
+
+    /// Whether a `Connection` field lists `token` (any case): an option such as `close`, or
+    /// a field that is hop-by-hop for this request (RFC 9110 §7.6.1).
+    pub fn connection_lists(&self, token: &str) -> bool {
+        connection_lists(self.fields(), token)
+    }
+
     /// The `Accept` header, for choosing the format of error pages.
-    pub fn accept(&self) -> Option<&HeaderValue> {
-        self.headers.get(http::header::ACCEPT)
+    pub fn accept(&self) -> Option<&[u8]> {
+        self.header("accept")
+    }
+
+    /// The fields as an `http` map (names lower-cased), for code that matches on them by
+    /// name many times: the cache's `Vary` and `Cache-Control` rules. Built on each call.
+    pub fn header_map(&self) -> HeaderMap {
+        let mut map = HeaderMap::with_capacity(self.field_index.len());
+        for field in self.fields().iter() {
+            // httparse let through only token names and visible or blank value bytes, which
+            // is what these accept; a field that still fails is left out.
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(field.name),
+                HeaderValue::from_bytes(field.value),
+            ) {
+                map.append(name, value);
+            }
+        }
+        map
     }
 }
 
@@ -145,9 +190,14 @@ impl std::error::Error for RequestError {}
 /// The caller reads until this returns `Complete` or an error, and must not let `buf` grow
 /// past [`MAX_HEAD_BYTES`]: a partial head of that size is answered here with 431 (or 414).
 pub fn parse_request_head(buf: &[u8]) -> Result<Parse, RequestError> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut fields);
-    let head_len = match req.parse(buf) {
+    let mut storage = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut req,
+        buf,
+        &mut storage,
+    );
+    let head_len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return partial(buf),
         Err(e) => return Err(map_httparse_error(e, buf)),
@@ -172,31 +222,26 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Parse, RequestError> {
         return Err(RequestError::MethodNotAllowed);
     }
 
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
-    for field in req.headers.iter() {
-        let name = HeaderName::from_bytes(field.name.as_bytes())
-            .map_err(|_| RequestError::BadRequest("invalid header name"))?;
-        let value = HeaderValue::from_bytes(field.value)
-            .map_err(|_| RequestError::BadRequest("invalid header value"))?;
-        headers.append(name, value);
-    }
+    // httparse has checked every name is a token and every value holds only visible bytes,
+    // spaces and tabs (RFC 9110 §5.1, §5.5).
+    let field_index = FieldIndex::of(buf, req.headers);
+    let fields = field_index.view(buf);
 
     let (target, target_host) = split_target(&method, raw_target)?;
-    let host = request_host(&headers, version, target_host)?;
-    let framing = body_framing(&headers, version)?;
-    let connection_tokens = connection_tokens(&headers);
-    let keep_alive = wants_keep_alive(version, &connection_tokens);
-    let expect_continue = expects_continue(&headers, version)?;
+    let host = request_host(fields, version, target_host)?;
+    let framing = body_framing(fields, version)?;
+    let keep_alive = wants_keep_alive(fields, version);
+    let expect_continue = expects_continue(fields, version)?;
 
     Ok(Parse::Complete(RequestHead {
         method,
         target,
         version,
-        headers,
+        raw: buf[..head_len].into(),
+        field_index,
         framing,
         keep_alive,
         expect_continue,
-        connection_tokens,
         host,
         head_len,
     }))
@@ -241,8 +286,18 @@ fn map_httparse_error(e: httparse::Error, buf: &[u8]) -> RequestError {
 /// RFC 9112 §2.2: every line must end in CRLF. httparse accepts a bare LF; a bare CR inside a
 /// value would be read as a line break by some backends. Both are refused.
 fn check_line_endings(head: &[u8]) -> Result<(), RequestError> {
-    for (i, &b) in head.iter().enumerate() {
-        match b {
+    // httparse has refused any CR not followed by LF, so as many CRs as LFs means every LF
+    // has its CR. Counted in one branch-free pass; only a bad head is looked at closely.
+    let (mut cr, mut lf) = (0u32, 0u32);
+    for &b in head {
+        cr += u32::from(b == b'\r');
+        lf += u32::from(b == b'\n');
+    }
+    if cr == lf {
+        return Ok(());
+    }
+    for i in memchr::memchr2_iter(b'\r', b'\n', head) {
+        match head[i] {
             b'\n' if i == 0 || head[i - 1] != b'\r' => {
                 return Err(RequestError::BadRequest("bare LF in request head"))
             }
@@ -298,21 +353,21 @@ fn split_target(method: &Method, raw: &str) -> Result<(String, Option<String>), 
 /// §3.2: an HTTP/1.1 request has exactly one Host; with an absolute-form target the target's
 /// authority wins.
 fn request_host(
-    headers: &HeaderMap,
+    fields: Fields<'_>,
     version: Version,
     target_host: Option<String>,
 ) -> Result<Option<String>, RequestError> {
-    let mut values = headers.get_all(HOST).iter();
+    let mut values = fields.all("host");
     let first = values.next();
     if values.next().is_some() {
         return Err(RequestError::BadRequest("more than one Host header"));
     }
     let sent = match first {
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| RequestError::BadRequest("invalid Host header"))?
-                .to_owned(),
-        ),
+        // Visible ASCII only: obs-text has no place in a host name.
+        Some(v) => match std::str::from_utf8(v) {
+            Ok(host) if host.is_ascii() => Some(host.to_owned()),
+            _ => return Err(RequestError::BadRequest("invalid Host header")),
+        },
         None if version == Version::Http11 && target_host.is_none() => {
             return Err(RequestError::BadRequest("missing Host header"))
         }
@@ -322,9 +377,9 @@ fn request_host(
 }
 
 /// §6.1–§6.3: how long the body is.
-fn body_framing(headers: &HeaderMap, version: Version) -> Result<BodyFraming, RequestError> {
-    let has_te = headers.contains_key(TRANSFER_ENCODING);
-    let length = content_length(headers)?;
+fn body_framing(fields: Fields<'_>, version: Version) -> Result<BodyFraming, RequestError> {
+    let has_te = fields.get("transfer-encoding").is_some();
+    let length = content_length(fields)?;
     if has_te {
         if length.is_some() {
             return Err(RequestError::BadRequest(
@@ -336,7 +391,7 @@ fn body_framing(headers: &HeaderMap, version: Version) -> Result<BodyFraming, Re
                 "Transfer-Encoding in an HTTP/1.0 request",
             ));
         }
-        return transfer_codings(headers).map(|()| BodyFraming::Chunked);
+        return transfer_codings(fields).map(|()| BodyFraming::Chunked);
     }
     Ok(match length {
         None | Some(0) => BodyFraming::None,
@@ -345,10 +400,10 @@ fn body_framing(headers: &HeaderMap, version: Version) -> Result<BodyFraming, Re
 }
 
 /// All Content-Length values (several fields, or a comma list) must be the same number.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, RequestError> {
+fn content_length(fields: Fields<'_>) -> Result<Option<u64>, RequestError> {
     let mut found: Option<u64> = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for item in value.as_bytes().split(|&b| b == b',') {
+    for value in fields.all("content-length") {
+        for item in value.split(|&b| b == b',') {
             let n = parse_decimal(trim_ows(item))
                 .ok_or(RequestError::BadRequest("invalid Content-Length"))?;
             match found {
@@ -363,10 +418,12 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, RequestError> {
 }
 
 /// The list of transfer-codings must be exactly one `chunked`, last.
-fn transfer_codings(headers: &HeaderMap) -> Result<(), RequestError> {
-    let mut codings = Vec::new();
-    for value in headers.get_all(TRANSFER_ENCODING) {
-        for item in value.as_bytes().split(|&b| b == b',') {
+fn transfer_codings(fields: Fields<'_>) -> Result<(), RequestError> {
+    let mut codings = 0;
+    let mut chunked = 0;
+    let mut last_is_chunked = false;
+    for value in fields.all("transfer-encoding") {
+        for item in value.split(|&b| b == b',') {
             let coding = trim_ows(item);
             // Parameters (";q=...") are not part of the coding name.
             let name = coding.split(|&b| b == b';').next().unwrap_or_default();
@@ -374,56 +431,44 @@ fn transfer_codings(headers: &HeaderMap) -> Result<(), RequestError> {
             if name.is_empty() {
                 return Err(RequestError::BadRequest("empty transfer-coding"));
             }
-            codings.push(name.to_ascii_lowercase());
+            codings += 1;
+            last_is_chunked = name.eq_ignore_ascii_case(b"chunked");
+            chunked += usize::from(last_is_chunked);
         }
     }
-    let chunked_count = codings
-        .iter()
-        .filter(|c| c.as_slice() == b"chunked")
-        .count();
-    if codings.last().map(Vec::as_slice) != Some(b"chunked".as_slice()) {
+    if !last_is_chunked {
         return Err(RequestError::BadRequest(
             "final transfer-coding is not chunked",
         ));
     }
-    if chunked_count > 1 {
+    if chunked > 1 {
         return Err(RequestError::BadRequest("chunked applied more than once"));
     }
-    if codings.len() > 1 {
+    if codings > 1 {
         return Err(RequestError::UnknownTransferCoding);
     }
     Ok(())
 }
 
-/// Lower-case tokens of every `Connection` field.
-fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get_all(CONNECTION)
-        .iter()
-        .flat_map(|v| list_items(v.as_bytes()))
-        .map(|t| String::from_utf8_lossy(t).to_ascii_lowercase())
-        .collect()
-}
-
 /// §9.3: 1.1 is persistent unless `close`; 1.0 only with `keep-alive` (and no `close`).
-fn wants_keep_alive(version: Version, tokens: &[String]) -> bool {
-    if tokens.iter().any(|t| t == "close") {
+fn wants_keep_alive(fields: Fields<'_>, version: Version) -> bool {
+    if connection_lists(fields, "close") {
         return false;
     }
     match version {
         Version::Http11 => true,
-        Version::Http10 => tokens.iter().any(|t| t == "keep-alive"),
+        Version::Http10 => connection_lists(fields, "keep-alive"),
     }
 }
 
 /// §10.1.1: `100-continue` is the only expectation; a 1.0 client's Expect is ignored.
-fn expects_continue(headers: &HeaderMap, version: Version) -> Result<bool, RequestError> {
+fn expects_continue(fields: Fields<'_>, version: Version) -> Result<bool, RequestError> {
     let mut wants = false;
-    for value in headers.get_all(EXPECT) {
+    for value in fields.all("expect") {
         if version == Version::Http10 {
             return Ok(false);
         }
-        if value.as_bytes().eq_ignore_ascii_case(b"100-continue") {
+        if value.eq_ignore_ascii_case(b"100-continue") {
             wants = true;
         } else {
             return Err(RequestError::ExpectationFailed);
@@ -600,7 +645,8 @@ mod tests {
         );
         let h = parse("GET / HTTP/1.1\r\nHost: h\r\nConnection: X-Foo, close\r\n\r\n").unwrap();
         assert!(!h.keep_alive);
-        assert_eq!(h.connection_tokens, vec!["x-foo", "close"]);
+        assert!(h.connection_lists("x-foo") && h.connection_lists("CLOSE"));
+        assert!(!h.connection_lists("host"));
     }
 
     #[test]

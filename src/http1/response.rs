@@ -11,7 +11,6 @@
 use std::io::Write;
 
 use super::fields::{is_fixed_hop_by_hop, push_decimal, ConnectionFields};
-use super::limits::MAX_RESPONSE_HEADERS;
 use super::request::Version;
 use super::response_head::ResponseHead;
 
@@ -47,9 +46,9 @@ pub fn write_head<'a>(
     keep_alive: bool,
     client_version: Version,
 ) {
-    write_status_line(out, status, "");
+    write_status_line(out, status, b"");
     for (name, value) in fields {
-        write_field(out, name, value);
+        write_field(out, name.as_bytes(), value);
     }
     finish_head(out, framing, keep_alive, client_version);
 }
@@ -75,17 +74,16 @@ pub fn write_client_head(
     extra: &[(&str, &[u8])],
 ) {
     debug_assert!(!head.is_informational(), "1xx heads have their own writers");
-    let mut storage = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let (reason, fields) = received(raw_head, &mut storage);
-    write_status_line(out, head.status, reason);
+    let fields = head.fields(raw_head);
+    write_status_line(out, head.status, head.reason(raw_head));
     let connection = ConnectionFields::of(fields);
-    for field in fields {
+    for field in fields.iter() {
         if is_end_to_end(field.name, &connection) {
-            write_field(out, field.name, field.value);
+            write_line(out, field.line);
         }
     }
     for &(name, value) in extra {
-        write_field(out, name, value);
+        write_field(out, name.as_bytes(), value);
     }
     finish_head(out, to_client, keep_alive, client_version);
 }
@@ -97,25 +95,24 @@ pub fn write_client_head(
 /// §7.8, RFC 6455 §4.2.2); no framing fields, as no body follows.
 pub fn write_switching_protocols(out: &mut Vec<u8>, raw_head: &[u8], head: &ResponseHead) {
     debug_assert_eq!(head.status, 101);
-    let mut storage = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let (reason, fields) = received(raw_head, &mut storage);
-    write_status_line(out, head.status, reason);
+    let fields = head.fields(raw_head);
+    write_status_line(out, head.status, head.reason(raw_head));
     let connection = ConnectionFields::of(fields);
     let mut connection_written = false;
-    for field in fields {
-        if field.name.eq_ignore_ascii_case("upgrade") {
-            write_field(out, field.name, field.value);
-        } else if field.name.eq_ignore_ascii_case("connection") {
+    for field in fields.iter() {
+        if field.is("upgrade") {
+            write_line(out, field.line);
+        } else if field.is("connection") {
             if !connection_written {
                 write_field(out, field.name, b"Upgrade");
                 connection_written = true;
             }
         } else if is_end_to_end(field.name, &connection) {
-            write_field(out, field.name, field.value);
+            write_line(out, field.line);
         }
     }
     if !connection_written {
-        write_field(out, "Connection", b"Upgrade");
+        write_field(out, b"Connection", b"Upgrade");
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -126,66 +123,48 @@ pub fn write_switching_protocols(out: &mut Vec<u8>, raw_head: &[u8], head: &Resp
 /// none to such a client; nor a `100 Continue` after answering the client's `Expect` itself.
 pub fn write_informational(out: &mut Vec<u8>, raw_head: &[u8], head: &ResponseHead) {
     debug_assert!(head.is_informational() && head.status != 101);
-    let mut storage = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let (reason, fields) = received(raw_head, &mut storage);
-    write_status_line(out, head.status, reason);
+    let fields = head.fields(raw_head);
+    write_status_line(out, head.status, head.reason(raw_head));
     let connection = ConnectionFields::of(fields);
-    for field in fields {
+    for field in fields.iter() {
         if is_end_to_end(field.name, &connection) {
-            write_field(out, field.name, field.value);
+            write_line(out, field.line);
         }
     }
     out.extend_from_slice(b"\r\n");
 }
 
-/// The reason phrase and fields of a head parsed once already, in received order.
-///
-/// The head is parsed again (httparse, into the caller's stack array) rather than remembered
-/// from the first parse: keeping each field's position would cost a `Vec` per response, or
-/// a span array that makes every `ResponseHead` several kilobytes to move, while a second
-/// pass over a few hundred bytes costs well under a microsecond and no allocation.
-fn received<'b, 'h>(
-    raw_head: &'b [u8],
-    storage: &'h mut [httparse::Header<'b>],
-) -> (&'b str, &'h [httparse::Header<'b>]) {
-    let mut response = httparse::Response::new(storage);
-    if !matches!(response.parse(raw_head), Ok(httparse::Status::Complete(_))) {
-        // Not the head parse_response_head accepted: a caller's bug. Only the status line
-        // and the proxy's own fields go out rather than a guess at the backend's.
-        debug_assert!(false, "raw_head is not a parsed response head");
-        return ("", &[]);
-    }
-    let httparse::Response {
-        reason, headers, ..
-    } = response;
-    (reason.unwrap_or_default(), headers)
-}
-
 /// Whether a backend's field goes to the client: not hop-by-hop (RFC 9110 §7.6.1, fixed or
 /// listed in `Connection`) and not Content-Length, which follows the framing chosen here.
-fn is_end_to_end(name: &str, connection: &ConnectionFields<'_>) -> bool {
+fn is_end_to_end(name: &[u8], connection: &ConnectionFields<'_>) -> bool {
     !is_fixed_hop_by_hop(name)
-        && !name.eq_ignore_ascii_case("content-length")
+        && !name.eq_ignore_ascii_case(b"content-length")
         && !connection.list(name)
 }
 
 /// `HTTP/1.1 <status> <reason>`; the canonical reason when `reason` is empty. A proxy sends
 /// its own version, whatever the backend spoke (RFC 9110 §6.2).
-fn write_status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
+fn write_status_line(out: &mut Vec<u8>, status: u16, reason: &[u8]) {
     let reason = if reason.is_empty() {
-        reason_phrase(status)
+        reason_phrase(status).as_bytes()
     } else {
         reason
     };
     out.extend_from_slice(b"HTTP/1.1 ");
     push_decimal(out, u64::from(status));
     out.push(b' ');
-    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(reason);
     out.extend_from_slice(b"\r\n");
 }
 
-fn write_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    out.extend_from_slice(name.as_bytes());
+/// A received field line, passed on as it came.
+fn write_line(out: &mut Vec<u8>, line: &[u8]) {
+    out.extend_from_slice(line);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");

@@ -5,8 +5,8 @@
 //! (read more), a [`ResponseHead`], or a [`ResponseError`]. Every error means the response
 //! cannot be framed or trusted: the client gets 502 and the upstream connection is closed. A
 //! 1xx head comes back like any other (its status tells); the caller reads on for the final
-//! one. Writing the head for the client is [`response`](super::response)'s job: it parses
-//! the same bytes again for the fields, so nothing here keeps them.
+//! one. Writing the head for the client is [`response`](super::response)'s job, from the
+//! same bytes and the [`FieldIndex`] kept here: the head is parsed once.
 //!
 //! The rules, each with the section it implements:
 //! - bare LF line endings are accepted (§2.2 lets a recipient; the head is re-emitted with
@@ -23,9 +23,11 @@
 //!   item 5: a proxy discards the response and answers 502);
 //! - with neither, the body runs until the backend closes (§6.3 item 8).
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
-use super::fields::{connection_lists, list_contains, list_items, parse_decimal, trim_ows};
+use super::field_index::{FieldIndex, Fields};
+use super::fields::{list_contains, list_items, parse_decimal, trim_ows, ConnectionFields};
 use super::limits::{MAX_RESPONSE_HEADERS, MAX_RESPONSE_HEAD_BYTES};
 use super::request::Version;
 use super::response::ResponseFraming;
@@ -62,9 +64,11 @@ pub struct ResponseHead {
     pub content_length: Option<u64>,
     /// `Connection` lists `upgrade` (RFC 9110 §7.8).
     pub connection_upgrade: bool,
-    /// Where the value of the first `Upgrade` field lies in the head bytes; see
-    /// [`upgrade`](Self::upgrade).
-    pub upgrade_span: Option<Range<usize>>,
+    /// Where the reason phrase lies in the head bytes; see [`reason`](Self::reason).
+    pub reason_span: Range<usize>,
+    /// Every field as received, as offsets into the head bytes; see
+    /// [`fields`](Self::fields).
+    pub field_index: FieldIndex,
 }
 
 impl ResponseHead {
@@ -73,9 +77,19 @@ impl ResponseHead {
         (100..200).contains(&self.status)
     }
 
-    /// The value of the `Upgrade` field, from the head bytes this was parsed from.
-    pub fn upgrade<'a>(&self, raw_head: &'a [u8]) -> Option<&'a [u8]> {
-        raw_head.get(self.upgrade_span.clone()?)
+    /// The fields, read from the head bytes this was parsed from.
+    pub fn fields<'a>(&'a self, raw_head: &'a [u8]) -> Fields<'a> {
+        self.field_index.view(raw_head)
+    }
+
+    /// The reason phrase as received (often empty), from the head bytes this was parsed from.
+    pub fn reason<'a>(&self, raw_head: &'a [u8]) -> &'a [u8] {
+        raw_head.get(self.reason_span.clone()).unwrap_or_default()
+    }
+
+    /// The value of the first `Upgrade` field, from the head bytes this was parsed from.
+    pub fn upgrade<'a>(&'a self, raw_head: &'a [u8]) -> Option<&'a [u8]> {
+        self.fields(raw_head).get("upgrade")
     }
 
     /// A `101` that switches to WebSocket, as RFC 6455 §4.2.2 requires it: `Connection:
@@ -165,9 +179,14 @@ pub fn parse_response_head(
     buf: &[u8],
     request_was_head: bool,
 ) -> Result<Option<ResponseHead>, ResponseError> {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut response = httparse::Response::new(&mut storage);
-    let head_len = match response.parse(buf) {
+    let mut storage = [const { MaybeUninit::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut storage,
+    );
+    let head_len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_RESPONSE_HEAD_BYTES => {
             return Err(ResponseError::HeadTooLarge)
@@ -188,12 +207,14 @@ pub fn parse_response_head(
     if status < 100 {
         return Err(ResponseError::InvalidStatus(status));
     }
-    let fields: &[httparse::Header<'_>] = response.headers;
+    let field_index = FieldIndex::of(buf, response.headers);
+    let fields = field_index.view(buf);
+    let reason_span = span_of(buf, response.reason.unwrap_or_default().as_bytes());
 
     let no_body =
         request_was_head || (100..200).contains(&status) || status == 204 || status == 304;
     let transfer = transfer_coding(fields);
-    let has_length = fields.iter().any(|f| is_named(f, "content-length"));
+    let has_length = fields.get("content-length").is_some();
     let (framing, content_length) = if no_body {
         // §6.3 item 1: no body, whatever the fields say; a Content-Length is only information.
         let length = match transfer {
@@ -215,17 +236,14 @@ pub fn parse_response_head(
         }
     };
 
-    let persistent = !connection_lists(fields, "close")
-        && (version == Version::Http11 || connection_lists(fields, "keep-alive"));
+    let connection = ConnectionFields::of(fields);
+    let persistent =
+        !connection.list("close") && (version == Version::Http11 || connection.list("keep-alive"));
     let keep_alive = persistent
         && status != 101
         && framing != UpstreamFraming::UntilClose
         && !(transfer.is_some() && has_length);
-    let upgrade_span = fields
-        .iter()
-        .find(|f| is_named(f, "upgrade"))
-        .map(|f| span_of(buf, f.value));
-
+    let connection_upgrade = connection.list("upgrade");
     Ok(Some(ResponseHead {
         status,
         version,
@@ -233,19 +251,19 @@ pub fn parse_response_head(
         framing,
         keep_alive,
         content_length,
-        connection_upgrade: connection_lists(fields, "upgrade"),
-        upgrade_span,
+        connection_upgrade,
+        reason_span,
+        field_index,
     }))
 }
 
-fn is_named(field: &httparse::Header<'_>, name: &str) -> bool {
-    field.name.eq_ignore_ascii_case(name)
-}
-
-/// Where `value` (a slice httparse took from `buf`) lies in `buf`.
-fn span_of(buf: &[u8], value: &[u8]) -> Range<usize> {
-    let start = (value.as_ptr() as usize).saturating_sub(buf.as_ptr() as usize);
-    start..start + value.len()
+/// Where `part` (a slice httparse took from `buf`) lies in `buf`.
+fn span_of(buf: &[u8], part: &[u8]) -> Range<usize> {
+    if part.is_empty() {
+        return 0..0;
+    }
+    let start = (part.as_ptr() as usize).saturating_sub(buf.as_ptr() as usize);
+    start..start + part.len()
 }
 
 /// What the Transfer-Encoding fields ask for, when there are any.
@@ -257,13 +275,10 @@ enum Coding {
     Other,
 }
 
-fn transfer_coding(fields: &[httparse::Header<'_>]) -> Option<Coding> {
-    let mut codings = fields
-        .iter()
-        .filter(|f| is_named(f, "transfer-encoding"))
-        .peekable();
+fn transfer_coding(fields: Fields<'_>) -> Option<Coding> {
+    let mut codings = fields.all("transfer-encoding").peekable();
     codings.peek()?;
-    let mut items = codings.flat_map(|f| list_items(f.value));
+    let mut items = codings.flat_map(list_items);
     let only_chunked = items.next().is_some_and(|c| {
         // Parameters (";q=...") are not part of the coding's name (RFC 9110 §10.1.4).
         let name = c.split(|&b| b == b';').next().unwrap_or_default();
@@ -278,10 +293,10 @@ fn transfer_coding(fields: &[httparse::Header<'_>]) -> Option<Coding> {
 
 /// All Content-Length values (several fields, or a comma list) must be the same number
 /// (RFC 9112 §6.3 item 5, RFC 9110 §8.6).
-fn content_length(fields: &[httparse::Header<'_>]) -> Result<Option<u64>, ResponseError> {
+fn content_length(fields: Fields<'_>) -> Result<Option<u64>, ResponseError> {
     let mut found: Option<u64> = None;
-    for field in fields.iter().filter(|f| is_named(f, "content-length")) {
-        for item in field.value.split(|&b| b == b',') {
+    for value in fields.all("content-length") {
+        for item in value.split(|&b| b == b',') {
             let n = parse_decimal(trim_ows(item)).ok_or(ResponseError::InvalidContentLength)?;
             match found {
                 Some(m) if m != n => return Err(ResponseError::DifferingContentLength),

@@ -43,7 +43,7 @@ pub(crate) fn lookup(shared: &Shared, head: &RequestHead, may_wait: bool) -> Ste
         shared.proto,
         host,
         &head.target,
-        &head.headers,
+        &head.header_map(),
         may_wait,
     ) {
         Lookup::Hit(response) => Step::Hit(response),

@@ -140,26 +140,26 @@ pub(crate) struct Exchange {
     wait_token: Option<u64>,
     up_progress: Instant,
     response: Option<Response>,
-    cache: Option<caching::Step>,
-    fill: Option<Fill>,
+    /// With `-cache` only; boxed, like `fill`, so that an exchange without them stays small.
+    cache: Option<Box<caching::Step>>,
+    fill: Option<Box<Fill>>,
     /// The answer's connection fate, once known.
     answer_keep_alive: bool,
     pub outcome: Outcome,
 }
 
 impl Exchange {
-    /// A new exchange for `head`, whose raw bytes are `raw`.
-    pub(crate) fn new(head: RequestHead, raw: &[u8], io: &ClientIo, ctx: &mut Ctx<'_>) -> Self {
+    /// A new exchange for `head`.
+    pub(crate) fn new(head: RequestHead, io: &ClientIo, ctx: &mut Ctx<'_>) -> Self {
         let now = ctx.now;
         let websocket = crate::http1::forward::is_websocket_upgrade(&head);
         let mut up_head = Vec::new();
         // The location decides the upstream and the path it gets; none: 404 at `begin`.
         let upstream = match ctx.routes.route(head.host.as_deref(), &head.target) {
             Some(routed) => {
-                up_head.reserve(raw.len() + 128);
+                up_head.reserve(head.head_len + 128);
                 write_upstream_head(
                     &mut up_head,
-                    raw,
                     &head,
                     &Forwarding {
                         client_ip: &io.peer_ip,
@@ -282,7 +282,8 @@ impl Exchange {
                 self.since = ctx.now;
                 return Progress::Wait;
             }
-            other => self.cache = Some(other),
+            caching::Step::Bypass => {}
+            miss @ caching::Step::Miss(_) => self.cache = Some(Box::new(miss)),
         }
         self.step = if self.continue_pending {
             Step::Acquire
@@ -340,7 +341,7 @@ impl Exchange {
         let hash = upstream
             .hash_key
             .as_ref()
-            .and_then(|key| hash_input(key, io.peer.ip(), &self.head.target, &self.head.headers));
+            .and_then(|key| hash_input(key, io.peer.ip(), &self.head));
         let acquired = upstream.set.acquire(
             &self.tried,
             Some((token, &notify)),
@@ -749,15 +750,15 @@ impl Exchange {
             && !ctx.shared.is_shutting_down()
             && to_client != ResponseFraming::UntilClose;
         let raw_at = io.ready;
-        let cached = matches!(self.cache, Some(caching::Step::Miss(_)));
+        let cached = matches!(self.cache.as_deref(), Some(caching::Step::Miss(_)));
         {
             let Some(out) = io.out.as_ref() else {
                 return Err(self.fail(io, ctx, Failure::BadResponse, "no response buffer"));
             };
             let raw = &out.data()[raw_at..raw_at + head.head_len];
-            if let Some(caching::Step::Miss(ticket)) = &mut self.cache {
+            if let Some(caching::Step::Miss(ticket)) = self.cache.as_deref_mut() {
                 if let Some(ticket) = ticket.take() {
-                    self.fill = Fill::start(ticket, head.status, raw);
+                    self.fill = Fill::start(ticket, head.status, raw).map(Box::new);
                 }
             }
             let miss: &[(&str, &[u8])] = &[("x-cache", b"MISS")];
@@ -953,7 +954,7 @@ impl Exchange {
     ) -> Progress {
         relay::truncate_unprocessed(io);
         let keep_alive = keep_alive && !ctx.draining && !ctx.shared.is_shutting_down();
-        let format = Format::from_accept(self.head.accept().map(|v| v.as_bytes()));
+        let format = Format::from_accept(self.head.accept());
         let head_only = self.head.method == http::Method::HEAD;
         let page = error_page::render_for(
             self.head.version,

@@ -24,7 +24,6 @@ pub(crate) mod io;
 pub(crate) mod relay;
 pub(crate) mod tunnel;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -37,6 +36,7 @@ use super::timers::Deadline;
 use super::transport::{Handshake, Transport};
 use super::upstream_conn::{self, IdlePool, UpConn};
 use super::Shared;
+use crate::fast_hash::FastMap;
 use crate::http1::error_page::{self, Format};
 use crate::http1::{parse_request_head, Parse, RequestError};
 use crate::metrics::NO_BACKEND;
@@ -59,7 +59,7 @@ pub(crate) struct Ctx<'a> {
     /// The loop's handles on the per-request metrics.
     pub recorder: &'a mut crate::metrics::RequestRecorder,
     /// Queued requests of this loop, by wait token.
-    pub waits: &'a mut HashMap<u64, Id>,
+    pub waits: &'a mut FastMap<u64, Id>,
     pub now: Instant,
     /// The loop is draining: no new request on a kept-alive connection.
     pub draining: bool,
@@ -212,7 +212,7 @@ impl Session {
             match parse_request_head(input.data()) {
                 Ok(Parse::Complete(head)) => {
                     let len = head.head_len;
-                    let exchange = Exchange::new(head, &input.data()[..len], &self.io, ctx);
+                    let exchange = Exchange::new(head, &self.io, ctx);
                     if let Some(input) = self.io.input.as_mut() {
                         input.consume(len);
                     }
@@ -424,8 +424,11 @@ fn access_record(
     client_ip: std::net::IpAddr,
     took: std::time::Duration,
 ) -> crate::access_log::AccessRecord {
-    use http::header::{REFERER, USER_AGENT};
     let head = &ex.head;
+    let field = |name| {
+        head.header(name)
+            .and_then(|v| http::HeaderValue::from_bytes(v).ok())
+    };
     crate::access_log::AccessRecord {
         start: std::time::SystemTime::now() - took,
         client_ip,
@@ -434,8 +437,8 @@ fn access_record(
         version: head.version,
         status: ex.outcome.status,
         body_bytes: ex.outcome.body_bytes,
-        referer: head.headers.get(REFERER).cloned(),
-        user_agent: head.headers.get(USER_AGENT).cloned(),
+        referer: field("referer"),
+        user_agent: field("user-agent"),
         host: head.host.clone(),
         upstream: ex.outcome.upstream.as_ref().map(|b| b.url.base.clone()),
         upstream_status: ex.outcome.upstream_status,

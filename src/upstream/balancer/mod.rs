@@ -25,7 +25,7 @@ mod smooth;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::HeaderMap;
+use crate::http1::RequestHead;
 
 use crate::config::file::{BalancerKind, HashKey};
 
@@ -132,32 +132,21 @@ impl HashInput<'_> {
 pub fn hash_input<'a>(
     key: &HashKey,
     client: IpAddr,
-    target: &'a str,
-    headers: &'a HeaderMap,
+    request: &'a RequestHead,
 ) -> Option<HashInput<'a>> {
     match key {
         HashKey::ClientIp => Some(match client.to_canonical() {
             IpAddr::V4(ip) => HashInput::V4(ip.octets()),
             IpAddr::V6(ip) => HashInput::V6(ip.octets()),
         }),
-        HashKey::Uri => Some(HashInput::Bytes(target.as_bytes())),
-        HashKey::Header(name) => headers
-            .get(name)
-            .map(|value| HashInput::Bytes(value.as_bytes())),
+        HashKey::Uri => Some(HashInput::Bytes(request.target.as_bytes())),
+        HashKey::Header(name) => request.header(name.as_str()).map(HashInput::Bytes),
     }
 }
 
 /// A candidate's weight as the balancers count it: at least 1.
 fn weight_of<C: Candidate>(c: &C) -> u64 {
     u64::from(c.weight().max(1))
-}
-
-/// SplitMix64's output function (Steele, Lea, Flood 2014): a bijection of u64 whose every
-/// output bit depends on every input bit. Fixed constants: the same on every build.
-fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// SplitMix64's increment, the golden ratio in 64 bits.
@@ -228,14 +217,6 @@ pub(crate) mod test_support {
 mod tests {
     use super::test_support::*;
     use super::*;
-    use crate::test_util::headers;
-
-    #[test]
-    fn mix64_is_splitmix64() {
-        // SplitMix64 seeded with 0: its first output.
-        assert_eq!(mix64(GOLDEN_GAMMA), 0xe220_a839_7b1d_cdaf);
-        assert_eq!(mix64(0), 0);
-    }
 
     #[test]
     fn new_follows_the_kind() {
@@ -288,14 +269,17 @@ mod tests {
 
     #[test]
     fn hash_inputs() {
-        let h = headers(&[("x-user", "alice"), ("x-user", "bob")]);
+        let raw = "GET /a?b HTTP/1.1\r\nHost: h\r\nX-User: alice\r\nx-user: bob\r\n\r\n";
+        let Ok(crate::http1::Parse::Complete(h)) = crate::http1::parse_request_head(raw.as_bytes())
+        else {
+            panic!("not a request head")
+        };
         let v4: IpAddr = "192.0.2.7".parse().unwrap();
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
         let v6: IpAddr = "2001:db8::1".parse().unwrap();
         let user = HashKey::Header(http::HeaderName::from_static("x-user"));
         let other = HashKey::Header(http::HeaderName::from_static("x-other"));
-        let input =
-            |key: &HashKey, ip| hash_input(key, ip, "/a?b", &h).map(|i| i.as_bytes().to_vec());
+        let input = |key: &HashKey, ip| hash_input(key, ip, &h).map(|i| i.as_bytes().to_vec());
         assert_eq!(input(&HashKey::ClientIp, v4), Some(vec![192, 0, 2, 7]));
         assert_eq!(input(&HashKey::ClientIp, mapped), Some(vec![192, 0, 2, 7]));
         assert_eq!(input(&HashKey::ClientIp, v6).map(|b| b.len()), Some(16));
