@@ -11,6 +11,9 @@
 #                    restarted on its port DOWN_FOR [3] s later
 #   SAMPLE_EVERY [60; a fifth of the run when shorter than 10 min] s: RSS, threads, fds
 #   WARMUP [60, at most half the run] s: RSS is compared with the first sample after it
+#   RSS_SLACK_MIB [2 for runs under 10 min, else 0] growth in MiB allowed beyond the 5 %:
+#                    in a short run the allocator's warm-up is still of that order; a leak
+#                    shows over a long one
 #   IDLE [500] idle keep-alive clients   SLOW [50] slow clients   BAD_RATE [3] malformed/s
 #   ALLOWED_FAILURES [0] wrk non-2xx + socket errors tolerated
 #
@@ -37,6 +40,7 @@ IDLE=${IDLE:-500}
 SLOW=${SLOW:-50}
 BAD_RATE=${BAD_RATE:-3}
 ALLOWED_FAILURES=${ALLOWED_FAILURES:-0}
+RSS_SLACK_MIB=${RSS_SLACK_MIB:-$((SOAK < 600 ? 2 : 0))}
 NAME=soak
 # shellcheck source=scripts/common.sh
 source scripts/common.sh
@@ -315,8 +319,8 @@ ref=$(awk -v w="$WARMUP" '$1 == "load" && $2 >= w { print $2, $3; exit }' "$SAMP
 read -r ref_t ref_rss <<<"$ref"
 end_rss=$(awk '$1 == "end" { print $3 }' "$SAMPLES")
 growth=$(awk -v a="$ref_rss" -v b="$end_rss" 'BEGIN { printf "%+.1f", (b - a) * 100 / a }')
-check "$(awk -v a="$ref_rss" -v b="$end_rss" 'BEGIN { print (b <= a * 1.05) ? 1 : 0 }')" \
-  "RSS at the end of the load $((end_rss / 1024)) MiB vs t=${ref_t}s (first sample after ${WARMUP}s) $((ref_rss / 1024)) MiB: ${growth}% (at most +5%)"
+check "$(awk -v a="$ref_rss" -v b="$end_rss" -v s="$RSS_SLACK_MIB" 'BEGIN { print (b <= a * 1.05 + s * 1024) ? 1 : 0 }')" \
+  "RSS at the end of the load $((end_rss / 1024)) MiB vs t=${ref_t}s (first sample after ${WARMUP}s) $((ref_rss / 1024)) MiB: ${growth}% (at most +5% + ${RSS_SLACK_MIB} MiB)"
 read -r _ _ _ threads fds _ clients backend other < <(grep '^after ' "$SAMPLES")
 check $((threads <= base_threads)) "threads after the clients left: $threads (baseline $base_threads)"
 # Each event loop keeps its own idle connections to a backend, at most -n of them.

@@ -14,6 +14,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod control;
+mod fast_hash;
 pub mod http1;
 mod json;
 pub mod logging;

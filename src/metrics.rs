@@ -7,7 +7,6 @@
 //! scrape on a short-lived thread of its own with one deadline for the whole scrape, so a
 //! stuck scraper cannot delay another; it reuses the front end's head parser and limits.
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,6 +19,7 @@ use prometheus::{
 };
 
 use crate::cache::Cache;
+use crate::fast_hash::FastMap;
 use crate::http1::error_page::{self, Format};
 use crate::http1::limits::MAX_HEAD_BYTES;
 use crate::http1::{parse_request_head, Parse};
@@ -354,55 +354,65 @@ impl Metrics {
 }
 
 /// One event loop's handles on the per-request series: after the first request of a
-/// (backend, status) pair, recording one is two atomic adds, with no label hashing, lock or
-/// allocation. Handles are dropped when there are many (backends come and go), never the
-/// series themselves.
+/// (backend, status) pair, recording one is one hash of the backend's label, a short scan of
+/// its statuses and the atomic adds of the series, with no lock or allocation. Handles are
+/// dropped when there are many (backends come and go), never the series themselves.
 pub struct RequestRecorder {
     metrics: Arc<Metrics>,
-    by_backend: HashMap<Box<str>, BackendSeries>,
+    by_backend: FastMap<Box<str>, BackendSeries>,
 }
 
 struct BackendSeries {
     duration: prometheus::Histogram,
-    by_status: HashMap<u16, IntCounter>,
+    /// Few per backend (200, 404, 502, ...): a scan beats hashing.
+    by_status: Vec<(u16, IntCounter)>,
 }
 
 /// Handles kept per loop before they are dropped and looked up again.
 const MAX_RECORDER_HANDLES: usize = 1024;
 
+/// Statuses kept per backend before that backend's are dropped and looked up again.
+const MAX_STATUS_HANDLES: usize = 64;
+
 impl RequestRecorder {
     pub fn new(metrics: Arc<Metrics>) -> RequestRecorder {
         RequestRecorder {
             metrics,
-            by_backend: HashMap::new(),
+            by_backend: FastMap::default(),
         }
     }
 
     /// One answered request, as [`Metrics::request`].
     pub fn record(&mut self, backend: &str, status: u16, seconds: f64) {
-        if !self.by_backend.contains_key(backend) {
-            if self.by_backend.len() >= MAX_RECORDER_HANDLES {
-                self.by_backend.clear();
-            }
-            let duration = self.metrics.duration.with_label_values(&[backend]);
-            self.by_backend.insert(
-                backend.into(),
-                BackendSeries {
-                    duration,
-                    by_status: HashMap::new(),
-                },
-            );
+        if let Some(series) = self.by_backend.get_mut(backend) {
+            return series.record(&self.metrics, backend, status, seconds);
         }
-        let Some(series) = self.by_backend.get_mut(backend) else {
-            return;
+        if self.by_backend.len() >= MAX_RECORDER_HANDLES {
+            self.by_backend.clear();
+        }
+        let mut series = BackendSeries {
+            duration: self.metrics.duration.with_label_values(&[backend]),
+            by_status: Vec::new(),
         };
-        series.duration.observe(seconds);
-        let requests = &self.metrics.requests;
-        series
-            .by_status
-            .entry(status)
-            .or_insert_with(|| requests.with_label_values(&[backend, &status.to_string()]))
-            .inc();
+        series.record(&self.metrics, backend, status, seconds);
+        self.by_backend.insert(backend.into(), series);
+    }
+}
+
+impl BackendSeries {
+    fn record(&mut self, metrics: &Metrics, backend: &str, status: u16, seconds: f64) {
+        self.duration.observe(seconds);
+        if let Some((_, counter)) = self.by_status.iter().find(|(s, _)| *s == status) {
+            return counter.inc();
+        }
+        if self.by_status.len() >= MAX_STATUS_HANDLES {
+            self.by_status.clear();
+        }
+        let counter = metrics
+            .requests
+            .with_label_values(&[backend, &status.to_string()]);
+        counter.inc();
+        self.by_status.push((status, counter));
     }
 }
 

@@ -11,7 +11,6 @@
 //! A panic while serving one connection is caught here: that connection is closed (and any
 //! backend connection it held), the panic is logged and counted, and the loop goes on.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -31,6 +30,7 @@ use super::timers::Timers;
 use super::transport::Transport;
 use super::upstream_conn::{self, IdlePool, UpConn};
 use super::Shared;
+use crate::fast_hash::FastMap;
 use crate::metrics::RequestRecorder;
 use crate::upstream::routes::RoutesView;
 
@@ -76,7 +76,7 @@ pub(crate) struct EventLoop {
     scratch: Vec<u8>,
     mailbox: Arc<Mailbox>,
     inbox: Receiver<Msg>,
-    waits: HashMap<u64, Id>,
+    waits: FastMap<u64, Id>,
     /// Sessions that used up their turn with work left: driven again next turn.
     again: Vec<Id>,
     recorder: RequestRecorder,
@@ -117,7 +117,7 @@ impl EventLoop {
             scratch: Vec::with_capacity(4096),
             mailbox,
             inbox,
-            waits: HashMap::new(),
+            waits: FastMap::default(),
             again: Vec::new(),
             recorder: RequestRecorder::new(Arc::clone(&shared.metrics)),
             routes: RoutesView::new(&shared.routes),

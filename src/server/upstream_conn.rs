@@ -15,7 +15,6 @@
 //! The pool is per loop, so taking a connection needs no lock; connections idle longer than
 //! [`IDLE_TIMEOUT`] are closed by the loop's sweep.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +24,7 @@ use mio::{Interest, Registry, Token};
 
 use super::slab::{Id, Slab};
 use super::transport::Transport;
+use crate::fast_hash::FastMap;
 use crate::upstream::Backend;
 
 /// How long an idle keep-alive connection to a backend is kept (nginx's upstream
@@ -172,7 +172,7 @@ pub(crate) fn close(ups: &mut Slab<UpConn>, registry: &Registry, index: usize) {
 /// One loop's idle connections, by backend id; the most recently used first out.
 #[derive(Default)]
 pub(crate) struct IdlePool {
-    by_backend: HashMap<u64, Vec<usize>>,
+    by_backend: FastMap<u64, Vec<usize>>,
 }
 
 impl IdlePool {

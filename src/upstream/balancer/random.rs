@@ -8,7 +8,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{mix64, weight_of, Candidate, GOLDEN_GAMMA};
+use super::{weight_of, Candidate, GOLDEN_GAMMA};
+use crate::fast_hash::mix64;
 
 /// Weighted random choice; see the module docs.
 #[derive(Debug)]

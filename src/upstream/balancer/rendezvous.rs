@@ -17,7 +17,8 @@
 use std::cmp::Reverse;
 
 use super::smooth::SmoothWeighted;
-use super::{mix64, weight_of, Candidate};
+use super::{weight_of, Candidate};
+use crate::fast_hash::{fnv1a, mix64};
 
 /// Weighted rendezvous hashing; see the module docs.
 #[derive(Debug, Default)]
@@ -50,15 +51,6 @@ fn score<C: Candidate>(c: &C, input: u64) -> f64 {
     weight_of(c) as f64 / -u.ln()
 }
 
-/// FNV-1a, 64-bit (Fowler, Noll, Vo).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes
-        .iter()
-        .fold(OFFSET_BASIS, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME))
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::test_support::*;
@@ -87,14 +79,6 @@ mod tests {
         (0..KEYS)
             .map(|i| pick(h, servers, &format!("10.0.{}.{}", i / 256, i % 256)))
             .collect()
-    }
-
-    #[test]
-    fn fnv1a_vectors() {
-        // From the FNV reference test suite.
-        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
     }
 
     /// The placement is part of goaround's behaviour: it must not change between builds.
