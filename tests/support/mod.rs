@@ -36,8 +36,14 @@ pub use backend::{dead_url, Backend, Recorded};
 #[allow(unused_imports)]
 pub use client::{get, request, Conn, Response};
 
-/// Path of the binary under test (built by cargo for integration tests).
-pub const BIN: &str = env!("CARGO_BIN_EXE_goaround");
+/// Path of the binary under test: the one cargo built for integration tests, or
+/// `GOAROUND_TEST_BIN` (CI runs the data-path tests against the static musl binary too).
+pub fn bin() -> String {
+    std::env::var("GOAROUND_TEST_BIN")
+        .ok()
+        .filter(|path| !path.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_goaround").to_owned())
+}
 /// How long the binary may take to print its listening addresses.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long [`run_cli`] lets the binary run before calling it a hang.
@@ -69,7 +75,7 @@ pub struct Goaround {
 pub struct GoaroundBuilder {
     args: Vec<String>,
     envs: Vec<(String, String)>,
-    /// A program (and its arguments) that runs the binary: `prefix... BIN args...`.
+    /// A program (and its arguments) that runs the binary: `prefix... bin args...`.
     launcher: Vec<String>,
     /// Test defaults not to add (e.g. `p`, so that a `-config` file's port applies).
     omitted: Vec<&'static str>,
@@ -95,7 +101,7 @@ impl GoaroundBuilder {
         self
     }
 
-    /// Runs the binary through `prefix` (`prefix... BIN args...`); it must `exec` the binary
+    /// Runs the binary through `prefix` (`prefix... bin args...`); it must `exec` the binary
     /// so that the pid stays the binary's.
     pub fn launcher<S: AsRef<str>>(mut self, prefix: &[S]) -> Self {
         self.launcher = prefix.iter().map(|a| a.as_ref().to_owned()).collect();
@@ -127,10 +133,10 @@ impl GoaroundBuilder {
         let mut command = match self.launcher.split_first() {
             Some((program, rest)) => {
                 let mut command = Command::new(program);
-                command.args(rest).arg(BIN);
+                command.args(rest).arg(bin());
                 command
             }
-            None => Command::new(BIN),
+            None => Command::new(bin()),
         };
         command.args(&args).env("RUST_LOG", "debug");
         command.envs(self.envs.iter().map(|(k, v)| (k, v)));
@@ -140,7 +146,7 @@ impl GoaroundBuilder {
             .stderr(Stdio::piped());
         let mut child = command
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin()));
         let log = Arc::new(Log::default());
         collect_lines(child.stderr.take(), "", &log);
         collect_lines(child.stdout.take(), "[stdout] ", &log);
@@ -475,13 +481,13 @@ fn fresh_temp_dir() -> PathBuf {
 /// Runs the binary with `args` (nothing added) and returns its output. Panics if it is still
 /// running after [`CLI_TIMEOUT`]: a flag test that ends up starting a server is a failure.
 pub fn run_cli(args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin()));
     // Drained on their own threads so a chatty child never blocks on a full pipe.
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
