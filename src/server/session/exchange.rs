@@ -556,7 +556,19 @@ impl Exchange {
                 IoSlice::new(prefix),
                 IoSlice::new(stream),
             ];
-            let written = match up.transport.write_vectored(&bufs) {
+            let single = match (head.is_empty(), prefix.is_empty(), stream.is_empty()) {
+                (false, true, true) => Some(head),
+                (true, false, true) => Some(prefix),
+                (true, true, false) => Some(stream),
+                _ => None,
+            };
+            let result = match single {
+                // Most requests are a head alone: a plain send costs the kernel less than
+                // a writev.
+                Some(bytes) => up.transport.write(bytes),
+                None => up.transport.write_vectored(&bufs),
+            };
+            let written = match result {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     up.writable = false;
