@@ -74,14 +74,7 @@ pub fn write_client_head(
     extra: &[(&str, &[u8])],
 ) {
     debug_assert!(!head.is_informational(), "1xx heads have their own writers");
-    let fields = head.fields(raw_head);
-    write_status_line(out, head.status, head.reason(raw_head));
-    let connection = ConnectionFields::of(fields);
-    for field in fields.iter() {
-        if is_end_to_end(field.name, &connection) {
-            write_line(out, field.line);
-        }
-    }
+    write_received(out, raw_head, head);
     for &(name, value) in extra {
         write_field(out, name.as_bytes(), value);
     }
@@ -123,6 +116,12 @@ pub fn write_switching_protocols(out: &mut Vec<u8>, raw_head: &[u8], head: &Resp
 /// none to such a client; nor a `100 Continue` after answering the client's `Expect` itself.
 pub fn write_informational(out: &mut Vec<u8>, raw_head: &[u8], head: &ResponseHead) {
     debug_assert!(head.is_informational() && head.status != 101);
+    write_received(out, raw_head, head);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The status line and the end-to-end fields of a received head, as received.
+fn write_received(out: &mut Vec<u8>, raw_head: &[u8], head: &ResponseHead) {
     let fields = head.fields(raw_head);
     write_status_line(out, head.status, head.reason(raw_head));
     let connection = ConnectionFields::of(fields);
@@ -131,7 +130,6 @@ pub fn write_informational(out: &mut Vec<u8>, raw_head: &[u8], head: &ResponseHe
             write_line(out, field.line);
         }
     }
-    out.extend_from_slice(b"\r\n");
 }
 
 /// Whether a backend's field goes to the client: not hop-by-hop (RFC 9110 §7.6.1, fixed or

@@ -86,6 +86,29 @@ pub(crate) struct EventLoop {
     now: Instant,
 }
 
+/// The context a session works with: the loop's shared parts, borrowed field by field so
+/// that the session itself (in `sessions`) can be borrowed beside it.
+macro_rules! loop_ctx {
+    ($lp:ident) => {
+        Ctx {
+            shared: &$lp.shared,
+            routes: $lp.routes.get(&$lp.shared.routes),
+            registry: $lp.poll.registry(),
+            ups: &mut $lp.ups,
+            pool: &mut $lp.pool,
+            buffers: &mut $lp.buffers,
+            scratch: &mut $lp.scratch,
+            mailbox: &$lp.mailbox,
+            recorder: &mut $lp.recorder,
+            waits: &mut $lp.waits,
+            now: $lp.now,
+            draining: $lp.draining,
+            budget: TURN_BUDGET,
+            yielded: false,
+        }
+    };
+}
+
 impl EventLoop {
     pub(crate) fn new(
         index: usize,
@@ -386,23 +409,7 @@ impl EventLoop {
         let Some(session) = self.sessions.get_mut(index) else {
             return;
         };
-        let routes = self.routes.get(&self.shared.routes);
-        let mut ctx = Ctx {
-            shared: &self.shared,
-            routes,
-            registry: self.poll.registry(),
-            ups: &mut self.ups,
-            pool: &mut self.pool,
-            buffers: &mut self.buffers,
-            scratch: &mut self.scratch,
-            mailbox: &self.mailbox,
-            recorder: &mut self.recorder,
-            waits: &mut self.waits,
-            now: self.now,
-            draining: self.draining,
-            budget: TURN_BUDGET,
-            yielded: false,
-        };
+        let mut ctx = loop_ctx!(self);
         let result = catch_unwind(AssertUnwindSafe(|| f(session, &mut ctx)));
         if ctx.yielded {
             self.again.push(session.id);
@@ -443,23 +450,7 @@ impl EventLoop {
             return;
         };
         let id = session.id;
-        let routes = self.routes.get(&self.shared.routes);
-        let mut ctx = Ctx {
-            shared: &self.shared,
-            routes,
-            registry: self.poll.registry(),
-            ups: &mut self.ups,
-            pool: &mut self.pool,
-            buffers: &mut self.buffers,
-            scratch: &mut self.scratch,
-            mailbox: &self.mailbox,
-            recorder: &mut self.recorder,
-            waits: &mut self.waits,
-            now: self.now,
-            draining: self.draining,
-            budget: TURN_BUDGET,
-            yielded: false,
-        };
+        let mut ctx = loop_ctx!(self);
         if catch_unwind(AssertUnwindSafe(|| session.close(&mut ctx))).is_err() {
             log::error!(
                 "event loop {}: panic while closing a connection",

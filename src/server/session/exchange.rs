@@ -733,15 +733,8 @@ impl Exchange {
             }
             // RFC 9110 §15.2: a proxy forwards 1xx responses, except to HTTP/1.0 clients.
             102..=199 if version == Version::Http11 => {
-                let raw_at = io.ready;
-                let raw = io
-                    .out
-                    .as_ref()
-                    .map(|o| o.data()[raw_at..raw_at + head.head_len].to_vec())
-                    .unwrap_or_default();
-                ctx.scratch.clear();
-                write_informational(ctx.scratch, &raw, &head);
-                if !relay::place_head(io, head.head_len, ctx.scratch) {
+                let render = |out: &mut Vec<u8>, raw: &[u8]| write_informational(out, raw, &head);
+                if !replace_head(io, ctx.scratch, head.head_len, render) {
                     relay::drop_unprocessed(io, head.head_len);
                 }
                 return Ok(());
@@ -761,32 +754,19 @@ impl Exchange {
             && !ctx.draining
             && !ctx.shared.is_shutting_down()
             && to_client != ResponseFraming::UntilClose;
-        let raw_at = io.ready;
         let cached = matches!(self.cache.as_deref(), Some(caching::Step::Miss(_)));
-        {
-            let Some(out) = io.out.as_ref() else {
-                return Err(self.fail(io, ctx, Failure::BadResponse, "no response buffer"));
-            };
-            let raw = &out.data()[raw_at..raw_at + head.head_len];
-            if let Some(caching::Step::Miss(ticket)) = self.cache.as_deref_mut() {
+        let (cache, fill) = (&mut self.cache, &mut self.fill);
+        let render = |out: &mut Vec<u8>, raw: &[u8]| {
+            if let Some(caching::Step::Miss(ticket)) = cache.as_deref_mut() {
                 if let Some(ticket) = ticket.take() {
-                    self.fill = Fill::start(ticket, head.status, raw).map(Box::new);
+                    *fill = Fill::start(ticket, head.status, raw).map(Box::new);
                 }
             }
             let miss: &[(&str, &[u8])] = &[("x-cache", b"MISS")];
             let extra = if cached { miss } else { &[] };
-            ctx.scratch.clear();
-            write_client_head(
-                ctx.scratch,
-                raw,
-                &head,
-                to_client,
-                keep_alive,
-                version,
-                extra,
-            );
-        }
-        if !relay::place_head(io, head.head_len, ctx.scratch) {
+            write_client_head(out, raw, &head, to_client, keep_alive, version, extra);
+        };
+        if !replace_head(io, ctx.scratch, head.head_len, render) {
             return Err(self.fail(io, ctx, Failure::BadResponse, "response head too large"));
         }
         self.outcome.status = head.status;
@@ -809,15 +789,8 @@ impl Exchange {
         io: &mut ClientIo,
         ctx: &mut Ctx<'_>,
     ) -> Progress {
-        let raw_at = io.ready;
-        let raw = io
-            .out
-            .as_ref()
-            .map(|o| o.data()[raw_at..raw_at + head.head_len].to_vec())
-            .unwrap_or_default();
-        ctx.scratch.clear();
-        write_switching_protocols(ctx.scratch, &raw, &head);
-        if !relay::place_head(io, head.head_len, ctx.scratch) {
+        let render = |out: &mut Vec<u8>, raw: &[u8]| write_switching_protocols(out, raw, &head);
+        if !replace_head(io, ctx.scratch, head.head_len, render) {
             return self.fail(io, ctx, Failure::BadResponse, "response head too large");
         }
         if let Some(slot) = self.slot.take() {
@@ -1137,6 +1110,28 @@ impl Exchange {
             (None, _) => NO_BACKEND,
         }
     }
+}
+
+/// Renders, into `scratch`, the client's version of the backend head that is the first
+/// `head_len` unprocessed bytes of the output buffer, and puts it in their place. False when
+/// there is no output buffer or the new head does not fit.
+fn replace_head(
+    io: &mut ClientIo,
+    scratch: &mut Vec<u8>,
+    head_len: usize,
+    render: impl FnOnce(&mut Vec<u8>, &[u8]),
+) -> bool {
+    let raw_at = io.ready;
+    let Some(raw) = io
+        .out
+        .as_ref()
+        .and_then(|o| o.data().get(raw_at..raw_at + head_len))
+    else {
+        return false;
+    };
+    scratch.clear();
+    render(scratch, raw);
+    relay::place_head(io, head_len, scratch)
 }
 
 /// Why sending a request stopped.
