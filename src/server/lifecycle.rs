@@ -8,7 +8,9 @@
 //! | SIGTERM, SIGINT | drain: stop accepting, answer what already arrived, let requests in flight finish within `-shutdown-timeout`, remove the control socket and the pidfile, exit. A second one ends the wait |
 //!
 //! The upgrade itself runs on a thread of its own (starting a process and waiting for it
-//! takes a while), so SIGTERM is still heard meanwhile.
+//! takes a while), so SIGTERM is still heard meanwhile. Signals reach the main thread through
+//! a channel fed by a small thread blocked in `signal-hook`'s iterator, so the main thread
+//! sleeps until something happens: an idle goaround does not wake up to poll.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -17,7 +19,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{select, Receiver};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 
@@ -31,9 +33,6 @@ use crate::upstream::health::HealthSettings;
 
 /// Longest a new binary may take from start to serving before the upgrade is given up.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How often the main thread looks at pending signals and a finished upgrade.
-const TICK: Duration = Duration::from_millis(50);
 
 /// A running loop, as the main thread sees it.
 pub(crate) struct LoopHandle {
@@ -63,44 +62,66 @@ enum Exit {
 
 impl Running {
     /// Acts on signals until the process should exit, then drains.
-    pub(crate) fn wait(self, mut signals: Signals) {
+    pub(crate) fn wait(self, signals: Signals) {
         let (upgrade_tx, upgrade_rx) = crossbeam_channel::bounded(1);
+        let signal_rx = forward(signals);
         let mut upgrading = false;
-        let exit = 'waiting: loop {
-            for signal in signals.pending() {
-                match signal {
-                    SIGHUP => {
-                        let has_config = self.shared.config.config_file.is_some();
-                        if self.shared.tls.is_some() || !has_config {
-                            super::reload_tls(self.shared.tls.as_deref());
-                        }
-                        super::reload_config(&self.shared, &self.health, &self.metrics);
+        let exit = loop {
+            select! {
+                recv(signal_rx) -> signal => {
+                    if let Some(exit) = self.on_signal(signal.ok(), &mut upgrading, &upgrade_tx) {
+                        break exit;
                     }
-                    SIGUSR1 => match &self.access_writer {
-                        Some(writer) => writer.reopen(),
-                        None => log::info!("SIGUSR1: no access log to reopen"),
-                    },
-                    SIGUSR2 if upgrading => {
-                        log::warn!("SIGUSR2: an upgrade is already in progress");
-                    }
-                    SIGUSR2 => {
-                        upgrading = true;
-                        self.start_upgrade(upgrade_tx.clone());
-                    }
-                    SIGINT => break 'waiting Exit::Shutdown("SIGINT"),
-                    _ => break 'waiting Exit::Shutdown("SIGTERM"),
                 }
-            }
-            match upgrade_outcome(&upgrade_rx) {
-                Some(Ok(successor)) => break Exit::Upgraded(successor.pid()),
-                Some(Err(e)) => {
-                    log::error!("{e}; still serving");
-                    upgrading = false;
-                }
-                None => {}
+                recv(upgrade_rx) -> outcome => match outcome {
+                    Ok(Ok(successor)) => break Exit::Upgraded(successor.pid()),
+                    Ok(Err(e)) => {
+                        log::error!("{e}; still serving");
+                        upgrading = false;
+                    }
+                    // Never: this function holds a sender.
+                    Err(_) => {}
+                },
             }
         };
-        self.drain(exit, &mut signals);
+        self.drain(exit, &signal_rx);
+    }
+
+    /// Acts on one signal; `Some` when the process should now drain and exit. `None` for
+    /// `signal`: the forwarding thread is gone.
+    fn on_signal(
+        &self,
+        signal: Option<i32>,
+        upgrading: &mut bool,
+        upgrade_tx: &crossbeam_channel::Sender<Result<Successor, UpgradeError>>,
+    ) -> Option<Exit> {
+        let Some(signal) = signal else {
+            // Nothing could stop this process cleanly any more but SIGKILL: drain now
+            // rather than serve deaf.
+            log::error!("signals: no longer received; draining");
+            return Some(Exit::Shutdown("SIGTERM"));
+        };
+        match signal {
+            SIGHUP => {
+                let has_config = self.shared.config.config_file.is_some();
+                if self.shared.tls.is_some() || !has_config {
+                    super::reload_tls(self.shared.tls.as_deref());
+                }
+                super::reload_config(&self.shared, &self.health, &self.metrics);
+            }
+            SIGUSR1 => match &self.access_writer {
+                Some(writer) => writer.reopen(),
+                None => log::info!("SIGUSR1: no access log to reopen"),
+            },
+            SIGUSR2 if *upgrading => log::warn!("SIGUSR2: an upgrade is already in progress"),
+            SIGUSR2 => {
+                *upgrading = true;
+                self.start_upgrade(upgrade_tx.clone());
+            }
+            SIGINT => return Some(Exit::Shutdown("SIGINT")),
+            _ => return Some(Exit::Shutdown("SIGTERM")),
+        }
+        None
     }
 
     fn start_upgrade(&self, done: crossbeam_channel::Sender<Result<Successor, UpgradeError>>) {
@@ -121,7 +142,7 @@ impl Running {
     }
 
     /// Stops accepting and lets what is in progress finish within `-shutdown-timeout`.
-    fn drain(self, exit: Exit, signals: &mut Signals) {
+    fn drain(self, exit: Exit, signals: &Receiver<i32>) {
         let config = &self.shared.config;
         let take_backlog = match exit {
             Exit::Shutdown(signal) => {
@@ -149,7 +170,7 @@ impl Running {
         // Loops end when their last connection does. A second SIGTERM/SIGINT ends the wait
         // at once (an operator pressing Ctrl-C twice).
         while self.loops.iter().any(|l| !l.thread.is_finished()) && Instant::now() < deadline {
-            if signals.pending().any(|s| s == SIGTERM || s == SIGINT) {
+            if signals.try_iter().any(|s| s == SIGTERM || s == SIGINT) {
                 log::warn!("second signal: exiting without waiting for in-flight requests");
                 break;
             }
@@ -179,11 +200,23 @@ impl Running {
     }
 }
 
-/// A finished upgrade, if one finished within one tick.
-fn upgrade_outcome(
-    rx: &Receiver<Result<Successor, UpgradeError>>,
-) -> Option<Result<Successor, UpgradeError>> {
-    rx.recv_timeout(TICK).ok()
+/// The signals as they arrive, from a thread of their own.
+fn forward(mut signals: Signals) -> Receiver<i32> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let spawned = thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if tx.send(signal).is_err() {
+                    break;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        // The receiver then reports a disconnect, and `wait` drains.
+        log::error!("signals: cannot start a thread: {e}");
+    }
+    rx
 }
 
 /// The signals the main thread acts on.
