@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make stress: the long versions of the abuse and fault tests, with wrk, on loopback.
 #
-#   1. 10,000 idle keep-alive connections (-workers 16): threads, RSS, and a new client's
+#   1. 10,000 idle keep-alive connections (-workers 2): threads, RSS, and a new client's
 #      latency while they are open.
 #   2. wrk while the backend set is replaced over the control socket every 300 ms.
 #   3. wrk while one of two backends is killed.
@@ -56,9 +56,9 @@ wrk_summary() { # wrk output file -> "requests non2xx connect_errors read_errors
 
 backend a; backend b; backend c
 
-echo "== 1. $IDLE idle keep-alive connections, -workers 16"
+echo "== 1. $IDLE idle keep-alive connections, -workers 2 (two event loops)"
 RUST_LOG=info "$GOAROUND" -p 0 -bind 127.0.0.1 -prometheus-port 0 -socket "$W/idle.sock" \
-  -workers 16 -max-conns $((IDLE + 100)) -b "http://$BACKEND_a" 2>"$W/idle.log" &
+  -workers 2 -max-conns $((IDLE + 100)) -b "http://$BACKEND_a" 2>"$W/idle.log" &
 GA_PID=$!; PIDS+=($GA_PID)
 GA=$(wait_for_line "$W/idle.log" 'listening on [0-9.]+:[0-9]+' | awk '{print $3}')
 METRICS=$(wait_for_line "$W/idle.log" 'metrics on [0-9.]+:[0-9]+' | awk '{print $3}')
