@@ -522,9 +522,6 @@ impl EventLoop {
         self.sessions.shrink();
         self.ups.shrink();
         self.timers.shrink();
-        let keep = self.sessions.len().min(64);
-        if self.buffers.idle() > keep {
-            self.buffers.trim(keep);
-        }
+        self.buffers.sweep(self.now);
     }
 }
