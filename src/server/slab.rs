@@ -83,6 +83,7 @@ impl<T> Slab<T> {
         entry.value.as_mut()
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
