@@ -263,6 +263,11 @@ impl Metrics {
         self.panics.inc();
     }
 
+    #[cfg(test)]
+    pub(crate) fn panics(&self) -> u64 {
+        self.panics.get()
+    }
+
     pub fn health_check(&self, backend: &str, healthy: bool) {
         let result = if healthy { "healthy" } else { "unhealthy" };
         self.health_checks

@@ -525,3 +525,95 @@ impl EventLoop {
         self.buffers.sweep(self.now);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+    use mio::Waker;
+
+    use super::*;
+    use crate::cli::{self, Parsed};
+    use crate::config::Config;
+    use crate::metrics::Metrics;
+    use crate::stats::ProcessStats;
+    use crate::upstream::routes::{self, SharedRoutes};
+
+    /// A loop that is not running, with one backend nobody listens on.
+    fn idle_loop() -> EventLoop {
+        let raw = match cli::parse_args(["-b", "http://127.0.0.1:9"]) {
+            Ok(Parsed::Run(raw)) => raw,
+            other => panic!("{other:?}"),
+        };
+        let config = Config::from_raw(&raw).expect("config");
+        let (initial, _) = routes::build(&config.file, &super::super::flag_backends(&config), None);
+        let shared = Arc::new(Shared {
+            config,
+            routes: Arc::new(SharedRoutes::new(initial)),
+            metrics: Arc::new(Metrics::new()),
+            proto: "http",
+            tls: None,
+            backend_tls: None,
+            cache: None,
+            open: AtomicUsize::new(0),
+            access_log: None,
+            process: Arc::new(ProcessStats::new()),
+            shutting_down: AtomicBool::new(false),
+        });
+        let poll = Poll::new().expect("poll");
+        let waker = Waker::new(poll.registry(), WAKER).expect("waker");
+        let (mailbox, inbox) = Mailbox::new(waker);
+        EventLoop::new(0, poll, Vec::new(), mailbox, inbox, shared).expect("loop")
+    }
+
+    /// Connects a client and hands the accepted side to the loop; returns the client and
+    /// the session's index.
+    fn connect(
+        lp: &mut EventLoop,
+        listener: &std::net::TcpListener,
+    ) -> (std::net::TcpStream, usize) {
+        let client =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (accepted, peer) = listener.accept().expect("accept");
+        accepted.set_nonblocking(true).expect("nonblocking");
+        let before = lp.sessions.indices();
+        lp.add_session(TcpStream::from_std(accepted), peer, false);
+        let index = lp
+            .sessions
+            .indices()
+            .into_iter()
+            .find(|i| !before.contains(i))
+            .expect("a new session");
+        (client, index)
+    }
+
+    #[test]
+    fn a_panic_serving_one_connection_closes_it_counts_it_and_spares_the_others() {
+        let mut lp = idle_loop();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let (mut hit, hit_index) = connect(&mut lp, &listener);
+        let (_spared, spared_index) = connect(&mut lp, &listener);
+
+        lp.drive(hit_index, |_, _| panic!("a bug in one exchange"));
+
+        assert!(lp.sessions.get(hit_index).is_none(), "the session is gone");
+        assert!(
+            lp.sessions.get(spared_index).is_some(),
+            "the other one is not"
+        );
+        assert_eq!(lp.shared.metrics.panics(), 1);
+        hit.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            hit.read(&mut byte).expect("read"),
+            0,
+            "its client sees the close"
+        );
+
+        // The loop goes on serving the other connection.
+        lp.drive(spared_index, |_, _| Status::Open);
+        assert!(lp.sessions.get(spared_index).is_some());
+    }
+}
