@@ -326,7 +326,7 @@ fn an_access_log_that_cannot_be_opened_stops_the_start() {
 /// SIGUSR1 without `-access-log` is logged and changes nothing; a request refused while
 /// its head was read (here a 400) gets no line, only answered requests do.
 #[test]
-fn sigusr1_without_a_log_and_refused_heads_are_not_logged() {
+fn sigusr1_without_a_log_and_refused_heads_logged_without_a_request_line() {
     let b = Backend::start("b");
     let g = support::proxy(&[&b], &[]);
     g.signal(SIGUSR1);
@@ -339,6 +339,10 @@ fn sigusr1_without_a_log_and_refused_heads_are_not_logged() {
     let bad = request(g.addr(), b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
     assert_eq!(bad.status, 400);
     assert_eq!(get(&g, "/app/?after=bad").status, 200);
-    let got = lines(&log, 1);
-    assert!(got[0].contains("GET /app/?after=bad "), "{got:?}");
+    let got = lines(&log, 2);
+    // As nginx logs a request it refused: no request line, goaround's status and body.
+    let refused = format!("\"-\" 400 {} \"-\" \"-\" - - ", bad.body.len());
+    assert!(got[0].contains(&refused), "{got:?}");
+    assert!(got[0].starts_with("127.0.0.1 - - ["), "{got:?}");
+    assert!(got[1].contains("GET /app/?after=bad "), "{got:?}");
 }

@@ -35,11 +35,16 @@ pub(crate) fn format_combined(r: &AccessRecord, out: &mut Vec<u8>) {
         t.minute,
         t.second
     );
-    write_escaped(out, r.method.as_str().as_bytes());
-    out.push(b' ');
-    write_escaped(out, r.target.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(protocol(r.version).as_bytes());
+    match &r.request {
+        Some(line) => {
+            write_escaped(out, line.method.as_str().as_bytes());
+            out.push(b' ');
+            write_escaped(out, line.target.as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(protocol(line.version).as_bytes());
+        }
+        None => out.push(b'-'),
+    }
     let _ = write!(out, "\" {} {} \"", r.status, r.body_bytes);
     write_escaped_or_dash(out, r.referer.as_ref().map(|v| v.as_bytes()));
     out.extend_from_slice(b"\" \"");
@@ -65,15 +70,16 @@ pub(crate) fn format_json(r: &AccessRecord, out: &mut Vec<u8>) {
          \"client_ip\":\"{}\",\"method\":",
         t.year, t.month, t.day, t.hour, t.minute, t.second, t.millis, r.client_ip
     );
-    let _ = json::write_string(out, r.method.as_str().as_bytes());
+    let line = r.request.as_ref();
+    write_json_or_null(out, line.map(|l| l.method.as_str().as_bytes()));
     out.extend_from_slice(b",\"uri\":");
-    let _ = json::write_string(out, r.target.as_bytes());
+    write_json_or_null(out, line.map(|l| l.target.as_bytes()));
+    out.extend_from_slice(b",\"protocol\":");
+    write_json_or_null(out, line.map(|l| protocol(l.version).as_bytes()));
     let _ = write!(
         out,
-        ",\"protocol\":\"{}\",\"status\":{},\"bytes\":{},\"referer\":",
-        protocol(r.version),
-        r.status,
-        r.body_bytes
+        ",\"status\":{},\"bytes\":{},\"referer\":",
+        r.status, r.body_bytes
     );
     write_json_or_null(out, r.referer.as_ref().map(|v| v.as_bytes()));
     out.extend_from_slice(b",\"user_agent\":");
@@ -200,6 +206,7 @@ fn civil_from_days(days: u64) -> (i64, u8, u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access_log::RequestLine;
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     use http::{HeaderValue, Method};
@@ -209,13 +216,35 @@ mod tests {
         UNIX_EPOCH + Duration::from_millis(971_186_136_123)
     }
 
+    fn line(method: Method, target: &str, version: Version) -> RequestLine {
+        RequestLine {
+            method,
+            target: target.to_owned(),
+            version,
+        }
+    }
+
+    /// A head refused before it was complete: 408 from goaround, no request line.
+    fn refused() -> AccessRecord {
+        AccessRecord {
+            request: None,
+            status: 408,
+            body_bytes: 55,
+            referer: None,
+            user_agent: None,
+            host: None,
+            upstream: None,
+            upstream_status: None,
+            duration: Duration::from_millis(10_000),
+            ..record()
+        }
+    }
+
     fn record() -> AccessRecord {
         AccessRecord {
             start: apache_time(),
             client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
-            method: Method::GET,
-            target: "/a?b=c".to_owned(),
-            version: Version::Http11,
+            request: Some(line(Method::GET, "/a?b=c", Version::Http11)),
             status: 200,
             body_bytes: 2326,
             referer: Some(HeaderValue::from_static("http://example.com/start")),
@@ -231,9 +260,7 @@ mod tests {
     fn own_answer() -> AccessRecord {
         AccessRecord {
             client_ip: IpAddr::V6(Ipv6Addr::LOCALHOST),
-            method: Method::HEAD,
-            target: "/".to_owned(),
-            version: Version::Http10,
+            request: Some(line(Method::HEAD, "/", Version::Http10)),
             status: 503,
             body_bytes: 0,
             referer: None,
@@ -249,8 +276,11 @@ mod tests {
     /// Quotes, a backslash, a newline, non-ASCII UTF-8 and bytes that are not UTF-8.
     fn hostile() -> AccessRecord {
         AccessRecord {
-            method: Method::from_bytes(b"PURGE").unwrap(),
-            target: "/x\" 200 1 \"-\" \"-\"\n10.0.0.9 - - [\\caf\u{e9}\x7f".to_owned(),
+            request: Some(line(
+                Method::from_bytes(b"PURGE").unwrap(),
+                "/x\" 200 1 \"-\" \"-\"\n10.0.0.9 - - [\\caf\u{e9}\x7f",
+                Version::Http11,
+            )),
             referer: Some(HeaderValue::from_bytes(b"\"\\\t").unwrap()),
             user_agent: Some(HeaderValue::from_bytes(b"Mozilla \xff\xfe\x80\"x").unwrap()),
             host: Some("h\"\n".to_owned()),
@@ -292,6 +322,10 @@ mod tests {
                  HTTP/1.1\" 200 2326 \"\\x22\\x5C\\x09\" \"Mozilla \\xFF\\xFE\\x80\\x22x\" \
                  - 502 0.003\n",
             ),
+            (
+                refused(),
+                "192.0.2.7 - - [10/Oct/2000:13:55:36 +0000] \"-\" 408 55 \"-\" \"-\" - - 10.000\n",
+            ),
         ];
         for (r, want) in cases {
             assert_eq!(combined(&r), want);
@@ -319,6 +353,10 @@ mod tests {
                  \"user_agent\":\"Mozilla \u{FFFD}\u{FFFD}\u{FFFD}\\\"x\",\
                  \"host\":\"h\\\"\\n\",\"upstream\":\"\",\"upstream_status\":502,\
                  \"request_time\":0.003}",
+            ),
+            (
+                refused(),
+                r#"{"time":"2000-10-10T13:55:36.123Z","client_ip":"192.0.2.7","method":null,"uri":null,"protocol":null,"status":408,"bytes":55,"referer":null,"user_agent":null,"host":null,"upstream":null,"upstream_status":null,"request_time":10.000}"#,
             ),
         ];
         for (r, want) in cases {

@@ -52,10 +52,9 @@ pub(crate) struct AccessRecord {
     /// When the request head was complete (the log's timestamp, as Apache's `%t`).
     pub start: SystemTime,
     pub client_ip: IpAddr,
-    pub method: Method,
-    /// The request-target as received (origin form, or `*`).
-    pub target: String,
-    pub version: Version,
+    /// `None` for a request refused before its head was complete or valid (400, 408, 414,
+    /// 431, ...): `"-"` in `combined`, `null`s in `json`, as nginx logs them.
+    pub request: Option<RequestLine>,
     /// The status sent to the client.
     pub status: u16,
     /// Body bytes sent to the client (head excluded); 0 for none.
@@ -73,6 +72,15 @@ pub(crate) struct AccessRecord {
     pub upstream_status: Option<u16>,
     /// From [`start`](Self::start) to the last byte of the response.
     pub duration: Duration,
+}
+
+/// The request line of a logged request.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestLine {
+    pub method: Method,
+    /// The request-target as received (origin form, or `*`).
+    pub target: String,
+    pub version: Version,
 }
 
 /// Where the log goes: `-access-log PATH`, `-` meaning stdout.

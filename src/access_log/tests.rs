@@ -15,9 +15,11 @@ fn record(n: u32) -> AccessRecord {
     AccessRecord {
         start: UNIX_EPOCH + Duration::from_secs(971_186_136),
         client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
-        method: Method::GET,
-        target: format!("/{n}"),
-        version: Version::Http11,
+        request: Some(RequestLine {
+            method: Method::GET,
+            target: format!("/{n}"),
+            version: Version::Http11,
+        }),
         status: 200,
         body_bytes: 5,
         referer: None,

@@ -247,12 +247,34 @@ impl Session {
     /// Answers a head that broke a rule, and closes.
     fn refuse(&mut self, ctx: &mut Ctx<'_>, e: &RequestError) -> Step {
         log::debug!("{}: refused: {e}", self.io.peer);
-        let page = error_page::render(e.status(), &e.to_string(), Format::Text, false, false);
+        let message = e.to_string();
+        let page = error_page::render(e.status(), &message, Format::Text, false, false);
         if let Some(input) = self.io.input.as_mut() {
             input.clear();
         }
         self.io.queue(ctx.buffers, &page);
         ctx.recorder.record(NO_BACKEND, e.status(), 0.0);
+        if let Some(log) = &ctx.shared.access_log {
+            // From the head's first byte; a pipelined head that was all there took no time.
+            let took = if self.head_started {
+                ctx.now.saturating_duration_since(self.since)
+            } else {
+                std::time::Duration::ZERO
+            };
+            log.send(crate::access_log::AccessRecord {
+                start: std::time::SystemTime::now() - took,
+                client_ip: self.io.peer.ip(),
+                request: None,
+                status: e.status(),
+                body_bytes: error_page::body_len(e.status(), &message, Format::Text) as u64,
+                referer: None,
+                user_agent: None,
+                host: None,
+                upstream: None,
+                upstream_status: None,
+                duration: took,
+            });
+        }
         self.phase = Phase::Closing;
         Step::Again
     }
@@ -432,9 +454,11 @@ fn access_record(
     crate::access_log::AccessRecord {
         start: std::time::SystemTime::now() - took,
         client_ip,
-        method: head.method.clone(),
-        target: head.target.clone(),
-        version: head.version,
+        request: Some(crate::access_log::RequestLine {
+            method: head.method.clone(),
+            target: head.target.clone(),
+            version: head.version,
+        }),
         status: ex.outcome.status,
         body_bytes: ex.outcome.body_bytes,
         referer: field("referer"),
