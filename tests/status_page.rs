@@ -131,6 +131,9 @@ fn before() -> StatusSnapshot {
     down.errors.connect = 4;
     let mut draining = backend("http://10.2.0.2:9000", BackendState::Draining, 7_700);
     draining.reason = Some("removed from the set: 3 requests finishing".into());
+    let mut unchecked = backend("http://10.2.0.1:9000", BackendState::Up, 88_001);
+    unchecked.last_check = None;
+    draining.last_check = None;
     StatusSnapshot {
         version: "0.1.0".into(),
         build_static: true,
@@ -159,6 +162,7 @@ fn before() -> StatusSnapshot {
             UpstreamStatus {
                 name: "api".into(),
                 balancer: "round-robin".into(),
+                health_check: Some("/health".into()),
                 backends: vec![
                     backend("http://10.1.0.1:8080", BackendState::Up, 1_234_567),
                     backend("http://10.1.0.2:8080", BackendState::Up, 1_230_004),
@@ -168,10 +172,9 @@ fn before() -> StatusSnapshot {
             UpstreamStatus {
                 name: "static".into(),
                 balancer: "round-robin".into(),
-                backends: vec![
-                    backend("http://10.2.0.1:9000", BackendState::Up, 88_001),
-                    draining,
-                ],
+                // A -config upstream without health_check: passive health only.
+                health_check: None,
+                backends: vec![unchecked, draining],
             },
         ],
     }
@@ -191,6 +194,9 @@ fn after() -> StatusSnapshot {
     new.latency_p99_ms = None;
     new.since_change_secs = Some(1);
     s.upstreams[0].backends.push(new);
+    let mut unchecked = backend("http://10.2.0.3:9000", BackendState::Up, 12);
+    unchecked.last_check = None;
+    s.upstreams[1].backends.push(unchecked);
     s.totals.requests += 1_700;
     s
 }
@@ -232,7 +238,11 @@ fn the_script_shows_a_changed_snapshot() {
     );
     assert!(dom.contains("3 requests failed in a row: connect: connection refused"));
     assert!(!dom.contains(r#"st-up" data-url="http://10.1.0.2:8080""#));
-    assert!(dom.contains("<title>goaround · 2/6 up</title>"));
+    assert!(dom.contains("<title>goaround · 3/7 up</title>"));
+    assert!(
+        dom.contains("off · passive health only"),
+        "a backend of an upstream without active checks says so"
+    );
     assert!(
         dom.contains(r#"id="favicon" href="data:image/png;base64,"#),
         "the script drew the favicon"

@@ -54,6 +54,7 @@ pub fn snapshot(sources: &Sources) -> StatusSnapshot {
             UpstreamStatus {
                 name: upstream.name.clone(),
                 balancer: settings.balancer.name().to_owned(),
+                health_check: settings.health_check.clone(),
                 backends,
             }
         })

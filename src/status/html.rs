@@ -194,12 +194,13 @@ fn upstream(h: &mut Html, u: &UpstreamStatus) {
         h.raw("No backends: give them with -b or through the control socket.</td></tr>\n");
     }
     for b in &u.backends {
-        backend(h, b);
+        backend(h, b, u.health_check.is_some());
     }
     h.raw("</tbody></table></div></section>\n");
 }
 
-fn backend(h: &mut Html, b: &BackendStatus) {
+/// One backend's row; `checked` says whether its upstream runs active health checks.
+fn backend(h: &mut Html, b: &BackendStatus, checked: bool) {
     let state = b.state.as_str();
     h.raw(&format!("<tr class=\"backend st-{state}\" data-url=\""));
     h.text(&b.url);
@@ -227,7 +228,8 @@ fn backend(h: &mut Html, b: &BackendStatus) {
 
     h.raw("<td class=\"check\" data-label=\"Last check\">");
     match &b.last_check {
-        None => h.raw("<span class=\"muted\">none yet</span>"),
+        None if checked => h.raw("<span class=\"muted\">none yet</span>"),
+        None => h.raw("<span class=\"muted\">off · passive health only</span>"),
         Some(c) => {
             let (class, word) = if c.ok {
                 ("res ok", "✓ passed")
@@ -351,6 +353,7 @@ mod tests {
         s.upstreams.push(UpstreamStatus {
             name: "images".into(),
             balancer: "round-robin".into(),
+            health_check: Some("/health".into()),
             backends: vec![
                 fixtures::backend("http://img-1:80", BackendState::Draining),
                 fixtures::backend("http://img-2:80", BackendState::Pending),
@@ -372,6 +375,19 @@ mod tests {
         assert!(html.contains("<title>goaround · 1/4 up</title>"));
         assert!(html.contains("images <span class=\"meta\">round-robin · 0 of 2 up</span>"));
         assert!(html.contains("1 down · 1 draining · 1 pending"));
+    }
+
+    #[test]
+    fn a_backend_never_checked_says_why() {
+        let mut s = fixtures::snapshot();
+        let mut b = fixtures::backend("http://p:1", BackendState::Up);
+        b.last_check = None;
+        s.upstreams[0].backends = vec![b.clone()];
+        assert!(page(&s).contains(">none yet<"));
+        s.upstreams[0].health_check = None;
+        let html = page(&s);
+        assert!(html.contains(">off · passive health only<"), "{html}");
+        assert!(!html.contains(">none yet<"));
     }
 
     #[test]

@@ -63,6 +63,7 @@ fn upstream(w: &mut Writer, u: &UpstreamStatus) {
     w.open('{');
     w.key("name").string(&u.name);
     w.key("balancer").string(&u.balancer);
+    w.key("health_check").opt_string(u.health_check.as_deref());
     w.key("backends").open('[');
     for b in &u.backends {
         w.item();
@@ -255,7 +256,8 @@ mod tests {
             r#""flags":["-b","http://10.0.0.1:8080","-n","16"],"#,
             r#""totals":{"client_connections":12,"tunnels":1,"requests":999999,"rps_10s":83.4,"#,
             r#""cache":{"hits":7,"misses":1,"hit_ratio":0.875,"bytes":2048,"entries":3}},"#,
-            r#""upstreams":[{"name":"default","balancer":"round-robin","backends":[{"#,
+            r#""upstreams":[{"name":"default","balancer":"round-robin","health_check":"/health","#,
+            r#""backends":[{"#,
             r#""url":"http://10.0.0.1:8080","state":"up","reason":null,"since_change_secs":192,"#,
             r#""last_check":{"ago_secs":1,"ok":true,"duration_ms":2.125,"message":"200 OK"},"#,
             r#""in_flight":3,"limit":16,"requests":123456,"rps_10s":41.7,"#,
@@ -317,6 +319,7 @@ mod tests {
             upstreams: vec![super::super::UpstreamStatus {
                 name: "u".into(),
                 balancer: "round-robin".into(),
+                health_check: None,
                 backends: vec![BackendStatus::new("http://x:1", BackendState::Pending)],
             }],
         };

@@ -47,6 +47,9 @@ pub struct UpstreamStatus {
     pub name: String,
     /// The balancing policy, e.g. `round-robin`.
     pub balancer: String,
+    /// Path of the active health check; `None`: no active checks, only passive health
+    /// (a `-config` upstream without `health_check`).
+    pub health_check: Option<String>,
     pub backends: Vec<BackendStatus>,
 }
 
@@ -224,6 +227,7 @@ pub(crate) mod fixtures {
             upstreams: vec![UpstreamStatus {
                 name: "default".into(),
                 balancer: "round-robin".into(),
+                health_check: Some("/health".into()),
                 backends: vec![backend("http://10.0.0.1:8080", BackendState::Up), down],
             }],
         }

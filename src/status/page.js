@@ -134,7 +134,7 @@
     return td;
   }
 
-  function backendRow(b) {
+  function backendRow(b, checked) {
     var tr = el("tr", "backend st-" + b.state);
     tr.setAttribute("data-url", b.url);
     var th = el("th", "url");
@@ -153,7 +153,7 @@
     var check = cell("check", "Last check");
     var c = b.last_check;
     if (!c) {
-      add(check, el("span", "muted", "none yet"));
+      add(check, el("span", "muted", checked ? "none yet" : "off \u00b7 passive health only"));
     } else {
       add(check,
         el("span", c.ok ? "res ok" : "res fail", c.ok ? "\u2713 passed" : "\u2717 failed"),
@@ -202,7 +202,8 @@
       td.colSpan = COLUMNS.length;
       add(tbody, add(el("tr", "empty"), td));
     }
-    u.backends.forEach(function (b) { add(tbody, backendRow(b)); });
+    var checked = u.health_check !== null && u.health_check !== undefined;
+    u.backends.forEach(function (b) { add(tbody, backendRow(b, checked)); });
     var table = add(el("table"), add(el("thead"), head), tbody);
     return add(section, h2, add(el("div", "scroll"), table));
   }
