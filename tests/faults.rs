@@ -687,3 +687,31 @@ fn response_finished_during_the_drain_says_connection_close() {
     let status = g.wait_exit(READY).expect("still running after the drain");
     assert!(status.success(), "exit status {status}");
 }
+
+/// Regression: the sockets kept for a binary upgrade kept the client port listening through
+/// the drain, so a client that connected then was queued in a backlog nobody accepted from,
+/// sent its request, and was reset when the process exited. It must be refused at once.
+#[test]
+fn connections_during_the_drain_are_refused_not_queued() {
+    let b1 = Backend::start("b1");
+    let g = proxy(&[&b1], &["-shutdown-timeout", "10s"]);
+    let mut conn = Conn::open(g.addr());
+    conn.send(get_request("/slow/3000").as_bytes());
+    assert!(b1.wait_for(|b| b.in_flight() == 1, READY));
+    g.signal(15);
+    assert!(g.wait_for_log("received SIGTERM", READY));
+    let refused = wait_until(Duration::from_secs(2), || TcpStream::connect(g.addr()).is_err());
+    assert!(
+        refused,
+        "new connections still accepted by the kernel 2 s into the drain"
+    );
+    assert_eq!(
+        b1.in_flight(),
+        1,
+        "the drain is still going (the test checks the port during it)"
+    );
+    let r = conn.read_response();
+    assert_eq!((r.status, r.text().as_str()), (200, "slow"));
+    let status = g.wait_exit(READY).expect("still running after the drain");
+    assert!(status.success(), "exit status {status}");
+}

@@ -132,7 +132,11 @@ impl Running {
                 let result = upgrade::current_program().and_then(|program| {
                     log::info!("SIGUSR2: starting {}", program.display());
                     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-                    upgrade::start_successor(&program, &args, &handover.fds(), UPGRADE_TIMEOUT)
+                    handover
+                        .with_fds(|fds| {
+                            upgrade::start_successor(&program, &args, fds, UPGRADE_TIMEOUT)
+                        })
+                        .unwrap_or(Err(UpgradeError::ShuttingDown))
                 });
                 let _ = done.send(result);
             });
@@ -166,6 +170,11 @@ impl Running {
         let deadline = Instant::now() + config.shutdown_timeout;
         for l in &self.loops {
             l.mailbox.send(Msg::Drain { take_backlog });
+        }
+        if take_backlog {
+            // Each client socket now closes when its loop, having taken what was queued,
+            // drops its descriptor: later connections are refused instead of queued.
+            self.handover.close_clients();
         }
         // Loops end when their last connection does. A second SIGTERM/SIGINT ends the wait
         // at once (an operator pressing Ctrl-C twice).

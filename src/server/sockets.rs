@@ -9,6 +9,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixListener;
+use std::sync::{Mutex, PoisonError};
 
 use super::{listen, StartError};
 use crate::config::Config;
@@ -25,23 +26,47 @@ pub(crate) struct Sockets {
 }
 
 /// Duplicates of every listening socket (the same sockets, not copies bound anew).
+///
+/// While these are open the client sockets listen, whatever the loops do with their own
+/// descriptors: the kernel completes handshakes into the backlog. A shutdown therefore
+/// closes them ([`close_clients`](Self::close_clients)) once the loops have been told to
+/// drain; otherwise connections made during the drain would wait in a backlog nobody
+/// accepts from, and be reset at exit after their clients had sent a request.
 pub(crate) struct Handover {
-    clients: Vec<TcpListener>,
+    /// `None` once closed for a shutdown.
+    clients: Mutex<Option<Vec<TcpListener>>>,
     metrics: TcpListener,
     control: UnixListener,
 }
 
 impl Handover {
-    /// The sockets as `crate::upgrade` sends them.
-    pub(crate) fn fds(&self) -> Vec<(SocketRole, BorrowedFd<'_>)> {
-        let mut fds: Vec<(SocketRole, BorrowedFd<'_>)> = self
-            .clients
+    /// Runs `f` with the sockets as `crate::upgrade` sends them; `None` when a shutdown has
+    /// closed the client sockets.
+    pub(crate) fn with_fds<R>(
+        &self,
+        f: impl FnOnce(&[(SocketRole, BorrowedFd<'_>)]) -> R,
+    ) -> Option<R> {
+        let clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        let clients = clients.as_ref()?;
+        let mut fds: Vec<(SocketRole, BorrowedFd<'_>)> = clients
             .iter()
             .map(|l| (SocketRole::Client, l.as_fd()))
             .collect();
         fds.push((SocketRole::Metrics, self.metrics.as_fd()));
         fds.push((SocketRole::Control, self.control.as_fd()));
-        fds
+        Some(f(&fds))
+    }
+
+    /// Closes our duplicates of the client sockets, so that each closes for good when its
+    /// loop drops its own. Skipped while an upgrade is handing them over (it holds them).
+    pub(crate) fn close_clients(&self) {
+        match self.clients.try_lock() {
+            Ok(mut clients) => drop(clients.take()),
+            Err(std::sync::TryLockError::Poisoned(e)) => drop(e.into_inner().take()),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                log::warn!("shutdown during an upgrade: the client port stays open until exit");
+            }
+        }
     }
 }
 
@@ -77,11 +102,13 @@ impl Sockets {
             }
         };
         let handover = Handover {
-            clients: clients
-                .iter()
-                .map(TcpListener::try_clone)
-                .collect::<Result<_, _>>()
-                .map_err(StartError::Thread)?,
+            clients: Mutex::new(Some(
+                clients
+                    .iter()
+                    .map(TcpListener::try_clone)
+                    .collect::<Result<_, _>>()
+                    .map_err(StartError::Thread)?,
+            )),
             metrics: metrics.try_clone().map_err(StartError::Thread)?,
             control: control.try_clone_listener().map_err(StartError::Thread)?,
         };

@@ -160,6 +160,8 @@ pub enum UpgradeError {
     Program(io::Error),
     /// Writing, reading or removing the pidfile failed.
     Pidfile(PathBuf, io::Error),
+    /// A shutdown closed the sockets before the upgrade could hand them over.
+    ShuttingDown,
 }
 
 impl fmt::Display for UpgradeError {
@@ -194,6 +196,7 @@ impl fmt::Display for UpgradeError {
             }
             Self::Program(e) => write!(f, "upgrade: cannot find the running binary: {e}"),
             Self::Pidfile(path, e) => write!(f, "pidfile {}: {e}", path.display()),
+            Self::ShuttingDown => write!(f, "upgrade: shutting down; nothing to hand over"),
         }
     }
 }
