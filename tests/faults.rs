@@ -700,7 +700,9 @@ fn connections_during_the_drain_are_refused_not_queued() {
     assert!(b1.wait_for(|b| b.in_flight() == 1, READY));
     g.signal(15);
     assert!(g.wait_for_log("received SIGTERM", READY));
-    let refused = wait_until(Duration::from_secs(2), || TcpStream::connect(g.addr()).is_err());
+    let refused = wait_until(Duration::from_secs(2), || {
+        TcpStream::connect(g.addr()).is_err()
+    });
     assert!(
         refused,
         "new connections still accepted by the kernel 2 s into the drain"
