@@ -101,9 +101,10 @@ SAMPLES="$W/samples"
 resources() { # -> "rss threads fds listen clients backend other" of goaround
   ask sample "$GA_PID" "${GA##*:}" "${PORT[a]}" "${PORT[b]}" "${PORT[c]}"
 }
-sample() { # LABEL: appends "LABEL t rss threads fds listen clients backend other"
+sample() { # LABEL [LINE]: appends "LABEL t rss threads fds listen clients backend other",
+  # from LINE (a `resources` answer already read) or from a new one
   local line rss threads fds listen clients backend other
-  line=$(resources)
+  line=${2:-$(resources)}
   echo "$1 $((SECONDS - T0)) $line" >>"$SAMPLES"
   read -r rss threads fds listen clients backend other <<<"$line"
   printf "  %-9s t=%4ss  RSS %6.1f MiB  threads %3d  fds %4d (listen %d, clients %d, backends %d, other %d)\n" \
@@ -259,17 +260,23 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 read -r _ _ _ base_threads base_fds _ _ base_backend _ < <(grep '^baseline ' "$SAMPLES")
-for _ in $(seq 1 40); do
+# Settled means three readings in a row (1 s) at or below the baseline: health-check threads
+# of backends just added and removed come and go for a moment after the last swap.
+settled=0
+for _ in $(seq 1 60); do
   # Not `< <(resources)`: a process substitution is not waited for, and the next question
   # to the helper could then race with the end of this one.
   line=$(resources)
   read -r _ threads fds _ clients backend other <<<"$line"
   if [ "$threads" -le "$base_threads" ] && [ $((fds - backend)) -le $((base_fds - base_backend)) ]; then
-    break
+    settled=$((settled + 1))
+    [ "$settled" -ge 3 ] && break
+  else
+    settled=0
   fi
   sleep 0.5
 done
-sample after
+sample after "$line"
 METRICS_TEXT=$(curl -s "http://$METRICS/metrics")
 for n in "${NAMES[@]}"; do stop_backend "$n"; done
 
