@@ -5,6 +5,8 @@
 //! rather than copied field by field or parsed a second time: a few bytes per field and one
 //! allocation per head. [`FieldIndex::view`] pairs the offsets with those bytes again.
 
+use std::ops::Range;
+
 use super::limits::{MAX_HEAD_BYTES, MAX_RESPONSE_HEAD_BYTES};
 
 // Offsets are u16: every head is refused before it reaches 64 KiB.
@@ -31,12 +33,8 @@ impl FieldIndex {
     /// and shorter than 64 KiB).
     pub(crate) fn of(head: &[u8], fields: &[httparse::Header<'_>]) -> FieldIndex {
         let at = |part: &[u8]| -> (u16, u16) {
-            if part.is_empty() {
-                return (0, 0);
-            }
-            let start = (part.as_ptr() as usize).wrapping_sub(head.as_ptr() as usize);
-            debug_assert!(start + part.len() <= head.len(), "a field outside its head");
-            match (u16::try_from(start), u16::try_from(part.len())) {
+            let span = span_of(head, part);
+            match (u16::try_from(span.start), u16::try_from(span.len())) {
                 (Ok(start), Ok(len)) => (start, len),
                 _ => (0, 0),
             }
@@ -144,6 +142,26 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// Where `part`, a slice httparse took from `buf`, lies in `buf`; `0..0` for an empty one.
+pub(crate) fn span_of(buf: &[u8], part: &[u8]) -> Range<usize> {
+    if part.is_empty() {
+        return 0..0;
+    }
+    let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+    debug_assert!(start + part.len() <= buf.len(), "a part outside its head");
+    start..start + part.len()
+}
+
+/// A request head's fields as [`parse_request_head`](super::parse_request_head) indexes them,
+/// for tests of what reads them.
+#[cfg(test)]
+pub(crate) fn index_request(raw: &[u8]) -> FieldIndex {
+    let mut storage = [httparse::EMPTY_HEADER; 16];
+    let mut req = httparse::Request::new(&mut storage);
+    assert!(req.parse(raw).unwrap().is_complete());
+    FieldIndex::of(raw, req.headers)
+}
+
 /// `len` bytes of `head` from `start`; nothing when that is not inside `head` (an index
 /// paired with bytes it was not made from: a caller's bug, not worth a panic mid-request).
 fn slice(head: &[u8], start: u16, len: u16) -> &[u8] {
@@ -156,12 +174,7 @@ fn slice(head: &[u8], start: u16, len: u16) -> &[u8] {
 mod tests {
     use super::*;
 
-    fn index(raw: &[u8]) -> FieldIndex {
-        let mut storage = [httparse::EMPTY_HEADER; 16];
-        let mut req = httparse::Request::new(&mut storage);
-        assert!(req.parse(raw).unwrap().is_complete());
-        FieldIndex::of(raw, req.headers)
-    }
+    use super::index_request as index;
 
     #[test]
     fn keeps_names_values_order_and_case() {

@@ -90,27 +90,13 @@ impl<'h> ConnectionFields<'h> {
             len: 0,
             all: None,
         };
-        for value in fields.all("connection") {
-            let mut rest = value;
-            loop {
-                let (item, more) = match rest.iter().position(|&b| b == b',') {
-                    Some(comma) => (&rest[..comma], Some(&rest[comma + 1..])),
-                    None => (rest, None),
-                };
-                let token = trim_ows(item);
-                if !token.is_empty() {
-                    if found.len == found.tokens.len() {
-                        found.all = Some(fields);
-                        return found;
-                    }
-                    found.tokens[found.len] = token;
-                    found.len += 1;
-                }
-                match more {
-                    Some(more) => rest = more,
-                    None => break,
-                }
+        for token in fields.all("connection").flat_map(list_items) {
+            if found.len == found.tokens.len() {
+                found.all = Some(fields);
+                return found;
             }
+            found.tokens[found.len] = token;
+            found.len += 1;
         }
         found
     }
@@ -151,15 +137,12 @@ pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http1::field_index::FieldIndex;
+    use crate::http1::field_index::{index_request, FieldIndex};
 
     /// A request head with `fields` (CRLF-terminated lines), and the index of its fields.
     fn indexed(fields: &str) -> (Vec<u8>, FieldIndex) {
         let raw = format!("GET / HTTP/1.1\r\n{fields}\r\n").into_bytes();
-        let mut storage = [httparse::EMPTY_HEADER; 16];
-        let mut req = httparse::Request::new(&mut storage);
-        assert!(req.parse(&raw).unwrap().is_complete());
-        let index = FieldIndex::of(&raw, req.headers);
+        let index = index_request(&raw);
         (raw, index)
     }
 

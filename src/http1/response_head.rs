@@ -26,7 +26,7 @@
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
-use super::field_index::{FieldIndex, Fields};
+use super::field_index::{span_of, FieldIndex, Fields};
 use super::fields::{list_contains, list_items, parse_decimal, trim_ows, ConnectionFields};
 use super::limits::{MAX_RESPONSE_HEADERS, MAX_RESPONSE_HEAD_BYTES};
 use super::request::Version;
@@ -255,15 +255,6 @@ pub fn parse_response_head(
         reason_span,
         field_index,
     }))
-}
-
-/// Where `part` (a slice httparse took from `buf`) lies in `buf`.
-fn span_of(buf: &[u8], part: &[u8]) -> Range<usize> {
-    if part.is_empty() {
-        return 0..0;
-    }
-    let start = (part.as_ptr() as usize).saturating_sub(buf.as_ptr() as usize);
-    start..start + part.len()
 }
 
 /// What the Transfer-Encoding fields ask for, when there are any.
