@@ -8,8 +8,8 @@
  * stores, and hand longer copies to `rep movsb`, which CPUs with ERMSB/FSRM (every x86_64
  * of the last decade) run at full speed.
  *
- * The functions are always built under their goaround_ names, so tests/memcopy.rs exercises
- * them on any target; with GOAROUND_REPLACE_LIBC they are also memcpy and memmove, which the
+ * The functions are built under their goaround_ names on every x86_64 target (`rep movsb` is
+ * x86), so tests/memcopy.rs exercises them with glibc too; with GOAROUND_REPLACE_LIBC they are also memcpy and memmove, which the
  * linker then takes instead of libc.a's (build.rs defines it for x86_64 musl only; glibc's
  * own are better than these).
  *
@@ -24,30 +24,28 @@ typedef struct {
     uint64_t lo, hi;
 } block16;
 
+/* W to 2*W bytes as two W-byte words, the first from the start, the last ending at the end
+ * (they overlap when n < 2*W). Both loads happen before either store. */
+#define COPY_ENDS(T, d, s, n)                                                                 \
+    do {                                                                                      \
+        T head_, tail_;                                                                       \
+        __builtin_memcpy(&head_, (s), sizeof(T));                                             \
+        __builtin_memcpy(&tail_, (s) + (n) - sizeof(T), sizeof(T));                           \
+        __builtin_memcpy((d), &head_, sizeof(T));                                             \
+        __builtin_memcpy((d) + (n) - sizeof(T), &tail_, sizeof(T));                           \
+    } while (0)
+
 /* 0 to 16 bytes. Every load happens before any store, so overlapping ranges are fine. */
 static inline void copy_upto16(unsigned char *d, const unsigned char *s, size_t n)
 {
-    if (n >= 8) {
-        uint64_t head, tail;
-        __builtin_memcpy(&head, s, 8);
-        __builtin_memcpy(&tail, s + n - 8, 8);
-        __builtin_memcpy(d, &head, 8);
-        __builtin_memcpy(d + n - 8, &tail, 8);
-    } else if (n >= 4) {
-        uint32_t head, tail;
-        __builtin_memcpy(&head, s, 4);
-        __builtin_memcpy(&tail, s + n - 4, 4);
-        __builtin_memcpy(d, &head, 4);
-        __builtin_memcpy(d + n - 4, &tail, 4);
-    } else if (n >= 2) {
-        uint16_t head, tail;
-        __builtin_memcpy(&head, s, 2);
-        __builtin_memcpy(&tail, s + n - 2, 2);
-        __builtin_memcpy(d, &head, 2);
-        __builtin_memcpy(d + n - 2, &tail, 2);
-    } else if (n == 1) {
+    if (n >= 8)
+        COPY_ENDS(uint64_t, d, s, n);
+    else if (n >= 4)
+        COPY_ENDS(uint32_t, d, s, n);
+    else if (n >= 2)
+        COPY_ENDS(uint16_t, d, s, n);
+    else if (n == 1)
         *d = *s;
-    }
 }
 
 /* 17 to 64 bytes that do not overlap: 16-byte blocks, the last one ending at the end. */

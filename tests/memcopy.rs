@@ -1,6 +1,7 @@
 //! native/memcopy.c, which is memcpy and memmove in the static musl binary, checked against
 //! Rust's own copies at every length up to a few hundred bytes, every alignment, and every
-//! overlap (both directions) a caller can hand memmove.
+//! overlap (both directions) a caller can hand memmove. x86_64 only, where build.rs builds it.
+#![cfg(target_arch = "x86_64")]
 
 use std::ffi::c_void;
 
