@@ -172,8 +172,6 @@ fn slice(head: &[u8], start: u16, len: u16) -> &[u8] {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     use super::index_request as index;
 
     #[test]
