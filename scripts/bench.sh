@@ -64,21 +64,30 @@ switches() { # pid -> context switches (voluntary + involuntary) of all its thre
   cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { s += $2 } END { print s + 0 }'
 }
 
+cpu_ticks() { # pid -> user + system clock ticks so far
+  sed 's/.*) //' /proc/"$1"/stat | awk '{ print $12 + $13 }'
+}
+HZ=$(getconf CLK_TCK)
+
 echo "goaround $("$GOAROUND" -version | awk '{print $2}') ($(file -b "$GOAROUND" | grep -oE 'static(-pie)? linked|dynamically linked')),"
 echo "wrk -t$THREADS -c$CONNS -d${DURATION}s; goaround -n $HANDLES -workers ${WORKERS:-\"one per CPU\"} over 2 fixture backends"
 echo "direct = the same load straight to one fixture backend; ratio = goaround / direct req/s"
+echo "cpu_us = goaround's CPU time (user + system) per request, steadier than req/s on a shared machine"
 echo
-printf "%-14s %12s %9s %9s %12s %9s %9s %7s %6s\n" path direct_rps p50_ms p99_ms goaround_rps p50_ms p99_ms ratio errors
+printf "%-14s %12s %9s %9s %12s %9s %9s %7s %7s %6s\n" path direct_rps p50_ms p99_ms goaround_rps p50_ms p99_ms ratio cpu_us errors
 per_request=""
 for path in $PATHS; do
   read -r d_rps d_p50 d_p99 d_err _ < <(run "http://$B1$path")
   before=$(switches "$GA_PID")
+  ticks=$(cpu_ticks "$GA_PID")
   read -r g_rps g_p50 g_p99 g_err g_requests < <(run "http://$GA$path")
+  cpu_us=$(awk -v t=$(($(cpu_ticks "$GA_PID") - ticks)) -v n="$g_requests" -v hz="$HZ" \
+    'BEGIN { printf "%.1f", (n > 0) ? t * 1e6 / hz / n : 0 }')
   after=$(switches "$GA_PID")
   [ -n "$per_request" ] || per_request=$(awk -v s=$((after - before)) -v n="$g_requests" \
     'BEGIN { printf "%.3f (%s)", (n > 0) ? s / n : 0, "'"$path"'" }')
   ratio=$(awk -v a="$g_rps" -v b="$d_rps" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')
-  printf "%-14s %12s %9s %9s %12s %9s %9s %7s %6s\n" "$path" "$d_rps" "$d_p50" "$d_p99" "$g_rps" "$g_p50" "$g_p99" "$ratio" "$((d_err + g_err))"
+  printf "%-14s %12s %9s %9s %12s %9s %9s %7s %7s %6s\n" "$path" "$d_rps" "$d_p50" "$d_p99" "$g_rps" "$g_p50" "$g_p99" "$ratio" "$cpu_us" "$((d_err + g_err))"
 done
 echo
 echo "goaround context switches per request: $per_request"
