@@ -120,7 +120,7 @@ impl<'a> Fields<'a> {
         let head = self.head;
         self.spans
             .iter()
-            .filter(move |s| slice(head, s.name, s.name_len).eq_ignore_ascii_case(name.as_bytes()))
+            .filter(move |s| named(head, s, name))
             .map(move |s| slice(head, s.value, s.value_len))
     }
 
@@ -129,7 +129,7 @@ impl<'a> Fields<'a> {
         let head = self.head;
         self.spans
             .iter()
-            .find(|s| slice(head, s.name, s.name_len).eq_ignore_ascii_case(name.as_bytes()))
+            .find(|s| named(head, s, name))
             .map(|s| slice(head, s.value, s.value_len))
     }
 
@@ -160,6 +160,13 @@ pub(crate) fn index_request(raw: &[u8]) -> FieldIndex {
     let mut req = httparse::Request::new(&mut storage);
     assert!(req.parse(raw).unwrap().is_complete());
     FieldIndex::of(raw, req.headers)
+}
+
+/// Whether the field at `span` is called `name` (any case). Every lookup scans every field,
+/// so the length, which rules out nearly all of them, is compared before any byte.
+fn named(head: &[u8], span: &Span, name: &str) -> bool {
+    usize::from(span.name_len) == name.len()
+        && slice(head, span.name, span.name_len).eq_ignore_ascii_case(name.as_bytes())
 }
 
 /// `len` bytes of `head` from `start`; nothing when that is not inside `head` (an index
