@@ -324,7 +324,7 @@ fn an_access_log_that_cannot_be_opened_stops_the_start() {
 }
 
 /// SIGUSR1 without `-access-log` is logged and changes nothing; a request refused while
-/// its head was read (here a 400) gets no line, only answered requests do.
+/// its head was read (here a 400) gets a line without a request line, as nginx writes it.
 #[test]
 fn sigusr1_without_a_log_and_refused_heads_logged_without_a_request_line() {
     let b = Backend::start("b");

@@ -226,17 +226,10 @@ mod tests {
 
     /// A head refused before it was complete: 408 from goaround, no request line.
     fn refused() -> AccessRecord {
+        let client_ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
         AccessRecord {
-            request: None,
-            status: 408,
-            body_bytes: 55,
-            referer: None,
-            user_agent: None,
-            host: None,
-            upstream: None,
-            upstream_status: None,
-            duration: Duration::from_millis(10_000),
-            ..record()
+            start: apache_time(),
+            ..AccessRecord::refused(client_ip, 408, 55, Duration::from_millis(10_000))
         }
     }
 

@@ -74,6 +74,27 @@ pub(crate) struct AccessRecord {
     pub duration: Duration,
 }
 
+impl AccessRecord {
+    /// A head refused before it was complete or valid, answered by goaround itself with
+    /// `status` and a body of `body_bytes`, `took` after its first byte arrived: no request
+    /// line, no fields, no backend.
+    pub(crate) fn refused(client_ip: IpAddr, status: u16, body_bytes: u64, took: Duration) -> Self {
+        AccessRecord {
+            start: SystemTime::now() - took,
+            client_ip,
+            request: None,
+            status,
+            body_bytes,
+            referer: None,
+            user_agent: None,
+            host: None,
+            upstream: None,
+            upstream_status: None,
+            duration: took,
+        }
+    }
+}
+
 /// The request line of a logged request.
 #[derive(Debug, Clone)]
 pub(crate) struct RequestLine {

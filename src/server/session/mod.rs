@@ -261,19 +261,13 @@ impl Session {
             } else {
                 std::time::Duration::ZERO
             };
-            log.send(crate::access_log::AccessRecord {
-                start: std::time::SystemTime::now() - took,
-                client_ip: self.io.peer.ip(),
-                request: None,
-                status: e.status(),
-                body_bytes: error_page::body_len(e.status(), &message, Format::Text) as u64,
-                referer: None,
-                user_agent: None,
-                host: None,
-                upstream: None,
-                upstream_status: None,
-                duration: took,
-            });
+            let body_bytes = error_page::body_len(e.status(), &message, Format::Text) as u64;
+            log.send(crate::access_log::AccessRecord::refused(
+                self.io.peer.ip(),
+                e.status(),
+                body_bytes,
+                took,
+            ));
         }
         self.phase = Phase::Closing;
         Step::Again
