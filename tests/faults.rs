@@ -669,17 +669,27 @@ fn sigterm_under_load_finishes_every_answer_and_exits_cleanly() {
     );
 }
 
+/// A goaround draining after SIGTERM while `conn` waits for `GET /slow/<slow_ms>`, already
+/// at the backend.
+fn draining_with_one_slow_request(
+    shutdown_timeout: &str,
+    slow_ms: u64,
+) -> (Backend, Goaround, Conn) {
+    let b1 = Backend::start("b1");
+    let g = proxy(&[&b1], &["-shutdown-timeout", shutdown_timeout]);
+    let mut conn = Conn::open(g.addr());
+    conn.send(get_request(&format!("/slow/{slow_ms}")).as_bytes());
+    assert!(b1.wait_for(|b| b.in_flight() == 1, READY));
+    g.signal(15);
+    (b1, g, conn)
+}
+
 /// Regression: a response whose exchange began before SIGTERM went out without
 /// `Connection: close` (keep-alive was decided when the request arrived), and the connection
 /// was closed right after it, so the client's next request met a closed connection.
 #[test]
 fn response_finished_during_the_drain_says_connection_close() {
-    let b1 = Backend::start("b1");
-    let g = proxy(&[&b1], &["-shutdown-timeout", "3s"]);
-    let mut conn = Conn::open(g.addr());
-    conn.send(get_request("/slow/300").as_bytes());
-    assert!(b1.wait_for(|b| b.in_flight() == 1, READY));
-    g.signal(15);
+    let (_b1, g, mut conn) = draining_with_one_slow_request("3s", 300);
     let r = conn.read_response();
     assert_eq!((r.status, r.text().as_str()), (200, "slow"));
     assert_eq!(r.header("connection"), Some("close"), "{:?}", r.headers);
@@ -693,12 +703,7 @@ fn response_finished_during_the_drain_says_connection_close() {
 /// sent its request, and was reset when the process exited. It must be refused at once.
 #[test]
 fn connections_during_the_drain_are_refused_not_queued() {
-    let b1 = Backend::start("b1");
-    let g = proxy(&[&b1], &["-shutdown-timeout", "10s"]);
-    let mut conn = Conn::open(g.addr());
-    conn.send(get_request("/slow/3000").as_bytes());
-    assert!(b1.wait_for(|b| b.in_flight() == 1, READY));
-    g.signal(15);
+    let (b1, g, mut conn) = draining_with_one_slow_request("10s", 3000);
     assert!(g.wait_for_log("received SIGTERM", READY));
     let refused = wait_until(Duration::from_secs(2), || {
         TcpStream::connect(g.addr()).is_err()
