@@ -531,8 +531,6 @@ mod tests {
     use std::io::Read;
     use std::sync::atomic::{AtomicBool, AtomicUsize};
 
-    use mio::Waker;
-
     use super::*;
     use crate::cli::{self, Parsed};
     use crate::config::Config;
@@ -561,10 +559,9 @@ mod tests {
             process: Arc::new(ProcessStats::new()),
             shutting_down: AtomicBool::new(false),
         });
-        let poll = Poll::new().expect("poll");
-        let waker = Waker::new(poll.registry(), WAKER).expect("waker");
-        let (mailbox, inbox) = Mailbox::new(waker);
-        EventLoop::new(0, poll, Vec::new(), mailbox, inbox, shared).expect("loop")
+        super::super::new_loop(0, Vec::new(), shared)
+            .expect("loop")
+            .0
     }
 
     /// Connects a client and hands the accepted side to the loop; returns the client and

@@ -312,18 +312,8 @@ fn start_loops(
 ) -> Result<Vec<LoopHandle>, StartError> {
     let mut loops = Vec::with_capacity(per_loop.len());
     for (index, listeners) in per_loop.into_iter().enumerate() {
-        let poll = Poll::new().map_err(StartError::Thread)?;
-        let waker = Waker::new(poll.registry(), event_loop::WAKER).map_err(StartError::Thread)?;
-        let (mailbox, inbox) = Mailbox::new(waker);
-        let event_loop = EventLoop::new(
-            index,
-            poll,
-            listeners,
-            Arc::clone(&mailbox),
-            inbox,
-            Arc::clone(shared),
-        )
-        .map_err(StartError::Thread)?;
+        let (event_loop, mailbox) =
+            new_loop(index, listeners, Arc::clone(shared)).map_err(StartError::Thread)?;
         let thread = thread::Builder::new()
             .name(format!("loop {index}"))
             .stack_size(LOOP_STACK)
@@ -332,6 +322,19 @@ fn start_loops(
         loops.push(LoopHandle { mailbox, thread });
     }
     Ok(loops)
+}
+
+/// Event loop `index` over `listeners`, not yet running, and the mailbox that reaches it.
+fn new_loop(
+    index: usize,
+    listeners: Vec<TcpListener>,
+    shared: Arc<Shared>,
+) -> std::io::Result<(EventLoop, Arc<Mailbox>)> {
+    let poll = Poll::new()?;
+    let waker = Waker::new(poll.registry(), event_loop::WAKER)?;
+    let (mailbox, inbox) = Mailbox::new(waker);
+    let event_loop = EventLoop::new(index, poll, listeners, Arc::clone(&mailbox), inbox, shared)?;
+    Ok((event_loop, mailbox))
 }
 
 /// What the flags say about the `default` upstream.
